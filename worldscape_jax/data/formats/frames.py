@@ -1,0 +1,135 @@
+"""Reading and writing video frames: image folders and mp4 files, as uint8 [F, H, W, 3] RGB.
+
+mp4 goes through `imageio-ffmpeg`, which ships its own ffmpeg binary (no system ffmpeg needed).
+Images go through Pillow. Every problem (missing file, unreadable frame, frames of different sizes,
+too few frames) raises `DataFormatError` naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import imageio_ffmpeg
+import numpy as np
+from PIL import Image
+
+from worldscape_jax.data.errors import DataFormatError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """The image files of `folder`, sorted by name (frame order)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataFormatError(folder, "expected a folder of frame images; it does not exist")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def read_image(path: str | os.PathLike, expected_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """One RGB image as uint8 [H, W, 3]; raises if unreadable or not of size `expected_hw`."""
+    try:
+        with Image.open(path) as image:
+            array = np.asarray(image.convert("RGB"))
+    except (OSError, ValueError) as error:
+        raise DataFormatError(path, f"cannot read the image ({error})") from error
+    if expected_hw is not None and array.shape[:2] != tuple(expected_hw):
+        raise DataFormatError(path, f"image has size (H, W) = {array.shape[:2]}; expected {tuple(expected_hw)} "
+                                    "like the first frame")
+    return array
+
+
+def read_image_folder(folder: str | os.PathLike, indices: Sequence[int] | None = None) -> np.ndarray:
+    """Frames of an image folder (sorted by file name) as uint8 [F, H, W, 3]; all must share one size.
+
+    `indices` selects frames (in the given order) without decoding the others.
+    """
+    files = list_images(folder)
+    if not files:
+        raise DataFormatError(folder, f"expected frame images ({', '.join(IMAGE_SUFFIXES)}); found none")
+    if indices is not None:
+        _check_indices(folder, indices, len(files))
+        files = [files[i] for i in indices]
+    first = read_image(files[0])
+    frames = [first] + [read_image(f, first.shape[:2]) for f in files[1:]]
+    return np.stack(frames)
+
+
+def count_images(folder: str | os.PathLike) -> int:
+    """How many frame images `folder` holds."""
+    return len(list_images(folder))
+
+
+def mp4_metadata(path: str | os.PathLike) -> dict:
+    """ffmpeg's metadata of a video: at least `size` (W, H), `fps` and `nframes` (may be inf)."""
+    _require_file(path)
+    reader = imageio_ffmpeg.read_frames(os.fspath(path))
+    try:
+        return next(reader)
+    except (OSError, RuntimeError, StopIteration) as error:
+        raise DataFormatError(path, f"cannot read the video header ({error})") from error
+    finally:
+        reader.close()
+
+
+def read_mp4(path: str | os.PathLike, indices: Sequence[int] | None = None) -> tuple[np.ndarray, float]:
+    """Decodes a video to uint8 [F, H, W, 3] RGB and returns it with its frame rate.
+
+    `indices` (sorted or not) selects frames; decoding stops after the last one needed.
+    """
+    _require_file(path)
+    reader = imageio_ffmpeg.read_frames(os.fspath(path), pix_fmt="rgb24")
+    try:
+        meta = next(reader)
+        width, height = meta["size"]
+        wanted = None if indices is None else set(int(i) for i in indices)
+        last = None if wanted is None else max(wanted, default=-1)
+        frames, decoded = {}, 0
+        for index, raw in enumerate(reader):
+            decoded = index + 1
+            if last is not None and index > last:
+                break
+            if wanted is None or index in wanted:
+                frames[index] = np.frombuffer(raw, np.uint8).reshape(height, width, 3)
+    except (OSError, RuntimeError, StopIteration) as error:
+        raise DataFormatError(path, f"cannot decode the video ({error})") from error
+    finally:
+        reader.close()
+    if indices is None:
+        if not frames:
+            raise DataFormatError(path, "the video has no frames")
+        return np.stack([frames[i] for i in sorted(frames)]), float(meta["fps"])
+    missing = [int(i) for i in indices if int(i) not in frames]
+    if missing:
+        raise DataFormatError(path, f"frame indices {missing} are out of range; the video has {decoded} frames")
+    return np.stack([frames[int(i)] for i in indices]), float(meta["fps"])
+
+
+def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: float = 10.0, lossless: bool = True) -> None:
+    """Writes uint8 [F, H, W, 3] frames as H.264 mp4 (lossless, yuv444p, by default) at `fps`."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise DataFormatError(path, f"expected uint8 frames [F, H, W, 3] to write; got {frames.dtype} {frames.shape}")
+    height, width = frames.shape[1:3]
+    params = ["-qp", "0"] if lossless else []
+    writer = imageio_ffmpeg.write_frames(os.fspath(path), (width, height), fps=fps, codec="libx264",
+                                         pix_fmt_out="yuv444p" if lossless else "yuv420p",
+                                         macro_block_size=1, output_params=params)
+    writer.send(None)
+    for frame in frames:
+        writer.send(np.ascontiguousarray(frame))
+    writer.close()
+
+
+def _require_file(path: str | os.PathLike) -> None:
+    if not Path(path).is_file():
+        raise DataFormatError(path, "expected a video file; it does not exist")
+
+
+def _check_indices(path, indices: Sequence[int], available: int) -> None:
+    """Raises unless every index is within [0, available)."""
+    bad = [int(i) for i in indices if not 0 <= int(i) < available]
+    if bad:
+        raise DataFormatError(path, f"frame indices {bad} are out of range; the source has {available} frames")
