@@ -1,0 +1,62 @@
+"""DiT presets: `get_config("wan1_3b")` is Wan2.1-T2V-1.3B exactly; `get_config("tiny")` is the same
+code at a size a 2-core CPU trains in minutes. Variants are comma-separated after the scale:
+
+  get_config("wan1_3b")                 # T2V: 16 input channels, text cross-attention only
+  get_config("wan1_3b,fun_control")     # Fun-Control: 48 input channels + the CLIP image branch
+  get_config("tiny,camera")             # with the Plücker camera encoder
+
+Stage configs embed this under `config.model`.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def _wan1_3b() -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(dict(
+        dim=1536, ffn_dim=8960, freq_dim=256, num_heads=12, num_layers=30,
+        patch_size=(1, 2, 2), in_dim=16, out_dim=16, text_dim=4096, text_len=512,
+        eps=1e-6, rope_theta=10000.0,
+        image_branch=False, clip_dim=1280, clip_tokens=257,
+        frames_per_chunk=3,
+        # The VAE's compression, which the camera encoder needs to align pixels with latents.
+        vae_stride=(4, 8, 8),
+    ))
+
+
+def _tiny() -> ml_collections.ConfigDict:
+    cfg = _wan1_3b()
+    cfg.update(dict(
+        dim=128, ffn_dim=384, freq_dim=64, num_heads=2, num_layers=4,
+        text_dim=32, text_len=8, clip_dim=32, clip_tokens=4,
+        frames_per_chunk=1,
+        vae_stride=(4, 4, 4),  # the tiny VAE: 64x64 frames -> 16x16 latents -> 8x8 tokens per frame
+    ))
+    return cfg
+
+
+SCALES = {"wan1_3b": _wan1_3b, "tiny": _tiny}
+
+
+def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
+    scale, *variants = [a for a in arg.split(",") if a]
+    if scale not in SCALES:
+        raise ValueError(f"configs/dit.py: unknown scale {scale!r}; expected one of {sorted(SCALES)}")
+    cfg = SCALES[scale]()
+    cfg.camera = ml_collections.ConfigDict(dict(enabled=False, plucker_channels=6, res_blocks=1))
+    cfg.attention_impl = "xla"
+    cfg.remat_policy = "none"  # none | full | dots | save_attention
+    cfg.scan_layers = True
+    cfg.dtype = "float32"  # compute dtype; parameters stay float32
+    for variant in variants:
+        if variant == "fun_control":
+            cfg.in_dim = 3 * cfg.out_dim
+            cfg.image_branch = True
+        elif variant == "camera":
+            cfg.camera.enabled = True
+        elif variant == "bf16":
+            cfg.dtype = "bfloat16"
+        else:
+            raise ValueError(f"configs/dit.py: unknown variant {variant!r}; expected fun_control, camera or bf16")
+    return cfg
