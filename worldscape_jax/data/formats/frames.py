@@ -108,15 +108,16 @@ def read_mp4(path: str | os.PathLike, indices: Sequence[int] | None = None) -> t
 
 
 def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: float = 10.0, lossless: bool = True) -> None:
-    """Writes uint8 [F, H, W, 3] frames as H.264 mp4 (lossless, yuv444p, by default) at `fps`."""
+    """Writes uint8 [F, H, W, 3] frames as H.264 mp4 at `fps` (bit-exact RGB by default; yuv420p if not lossless)."""
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise DataFormatError(path, f"expected uint8 frames [F, H, W, 3] to write; got {frames.dtype} {frames.shape}")
     height, width = frames.shape[1:3]
-    params = ["-qp", "0"] if lossless else []
-    writer = imageio_ffmpeg.write_frames(os.fspath(path), (width, height), fps=fps, codec="libx264",
-                                         pix_fmt_out="yuv444p" if lossless else "yuv420p",
-                                         macro_block_size=1, output_params=params)
+    if lossless:  # H.264 in RGB at qp 0: bit-exact, so tests can compare pixels
+        options = dict(codec="libx264rgb", pix_fmt_out="rgb24", quality=None, output_params=["-qp", "0"])
+    else:
+        options = dict(codec="libx264", pix_fmt_out="yuv420p")
+    writer = imageio_ffmpeg.write_frames(os.fspath(path), (width, height), fps=fps, macro_block_size=1, **options)
     writer.send(None)
     for frame in frames:
         writer.send(np.ascontiguousarray(frame))

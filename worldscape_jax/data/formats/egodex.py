@@ -1,0 +1,180 @@
+"""EgoDex episodes: `<idx>.mp4` next to `<idx>.hdf5` (research notes, control_memory_metrics.md §2.1).
+
+HDF5 keys read here:
+  * `camera/intrinsic` [3, 3]: pixel intrinsics of the video (EgoDex: fx = fy = 736.63, c = (960, 540)
+    at 1920x1080);
+  * `transforms/camera` [N, 4, 4]: camera-to-world pose;
+  * `transforms/<joint>` [N, 4, 4]: world pose of each joint; its translation is the joint position;
+  * `confidences/<joint>` [N]: tracking confidence of each joint.
+
+Each hand has 25 joints: the wrist `<side>Hand`, four thumb joints, and five per finger (Metacarpal,
+Knuckle, IntermediateBase, IntermediateTip, Tip). The 21 OpenPose / MANO keypoints are the wrist,
+the four thumb joints, and for index, middle, ring and little fingers Knuckle, IntermediateBase,
+IntermediateTip, Tip (the metacarpals are dropped).
+
+Camera axes: third-party loaders project with u = fx x/z + cx, v = fy y/z + cy and z > 0, i.e. they
+treat `transforms/camera` as OpenCV axes; that is our default (`camera_axes="opencv"`). If a real
+file shows ARKit axes (x right, y up, z backward), pass `camera_axes="arkit"`, which re-axes the
+camera by diag(1, -1, -1). This has not been checked on a real EgoDex file (none can be downloaded
+here): check one frame's projected wrist against the video before training on it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import h5py
+import numpy as np
+
+from worldscape_jax.data.errors import DataFormatError
+from worldscape_jax.data.formats import frames as frame_io
+from worldscape_jax.geometry.cameras import intrinsics_to_normalised, invert_pose
+
+SIDES = ("left", "right")
+FINGERS = ("Index", "Middle", "Ring", "Little")
+THUMB_JOINTS = ("ThumbKnuckle", "ThumbIntermediateBase", "ThumbIntermediateTip", "ThumbTip")
+FINGER_JOINTS = ("Knuckle", "IntermediateBase", "IntermediateTip", "Tip")
+EGODEX_IMAGE_HW = (1080, 1920)
+ARKIT_TO_OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])
+
+
+def hand_joint_names(side: str) -> list[str]:
+    """The 25 EgoDex joints of one hand (`side` is "left" or "right")."""
+    names = [f"{side}Hand"] + [f"{side}{joint}" for joint in THUMB_JOINTS]
+    for finger in FINGERS:
+        names += [f"{side}{finger}FingerMetacarpal"] + [f"{side}{finger}Finger{j}" for j in FINGER_JOINTS]
+    return names
+
+
+def openpose_joint_names(side: str) -> list[str]:
+    """The 21 EgoDex joints of one hand in OpenPose order (wrist, thumb 1-4, index 5-8, ..., little 17-20)."""
+    return [name for name in hand_joint_names(side) if not name.endswith("Metacarpal")]
+
+
+def project_to_pixels(points_world: np.ndarray, c2w: np.ndarray, pixel_intrinsics: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """World points [F, ..., 3] -> (pixels [F, ..., 2], camera depth z [F, ...]) with per-frame c2w [F, 4, 4].
+
+    `pixel_intrinsics` is [3, 3] (shared) or [F, 3, 3]. Pixel (u, v) is in the continuous convention
+    where pixel i covers [i, i+1). Points behind the camera (z <= 0) get NaN pixels.
+    """
+    w2c = invert_pose(np.asarray(c2w, np.float64))
+    frames = points_world.shape[0]
+    flat = np.asarray(points_world, np.float64).reshape(frames, -1, 3)
+    cam = np.einsum("fij,fnj->fni", w2c[:, :3, :3], flat) + w2c[:, None, :3, 3]
+    k = np.broadcast_to(np.asarray(pixel_intrinsics, np.float64), (frames, 3, 3))
+    z = cam[..., 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = k[:, None, 0, 0] * cam[..., 0] / z + k[:, None, 0, 2]
+        v = k[:, None, 1, 1] * cam[..., 1] / z + k[:, None, 1, 2]
+    pixels = np.where((z > 0)[..., None], np.stack([u, v], -1), np.nan)
+    return pixels.reshape(points_world.shape[:-1] + (2,)), z.reshape(points_world.shape[:-1])
+
+
+def read_episode(hdf5_path: str | os.PathLike, mp4_path: str | os.PathLike | None = None, *,
+                 camera_axes: Literal["opencv", "arkit"] = "opencv",
+                 image_hw: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+    """One episode -> dict of numpy arrays (F frames, 2 hands: left then right):
+
+      video uint8 [F,H,W,3] (when `mp4_path` is given), c2w float32 [F,4,4] (OpenCV axes),
+      intrinsics float32 [F,4] (normalised), hand_keypoints float32 [F,2,21,3] (world),
+      hand_keypoints_2d float32 [F,2,21,2] (pixels, NaN behind the camera), hand_depth float32 [F,2,21],
+      hand_confidences float32 [F,2,21], and `text` (the llm_description attribute, "" when absent).
+
+    The image size comes from the video, else `image_hw`, else EgoDex's 1080x1920.
+    """
+    hdf5_path = Path(hdf5_path)
+    video = None if mp4_path is None else frame_io.read_mp4(mp4_path)[0]
+    with _open_hdf5(hdf5_path) as file:
+        pixel_k = _read_intrinsic_matrix(file, hdf5_path)
+        c2w = _read_transforms(file, hdf5_path, "camera")
+        frames = len(c2w)
+        keypoints = np.stack([_read_hand(file, hdf5_path, side, frames, "transforms") for side in SIDES], 1)
+        confidences = np.stack([_read_hand(file, hdf5_path, side, frames, "confidences") for side in SIDES], 1)
+        text = _read_text_attribute(file, "llm_description")
+    if camera_axes == "arkit":
+        c2w = c2w @ ARKIT_TO_OPENCV
+    elif camera_axes != "opencv":
+        raise DataFormatError(hdf5_path, f"camera_axes must be 'opencv' or 'arkit'; got {camera_axes!r}")
+    if video is not None and len(video) != frames:
+        raise DataFormatError(mp4_path, f"has {len(video)} frames but {hdf5_path} has {frames} poses in "
+                                        "'transforms/camera'; expected one frame per pose")
+    height, width = video.shape[1:3] if video is not None else (image_hw or EGODEX_IMAGE_HW)
+    pixels, depth = project_to_pixels(keypoints, c2w, pixel_k)
+    intrinsics = intrinsics_to_normalised(np.array([pixel_k[0, 0], pixel_k[1, 1], pixel_k[0, 2], pixel_k[1, 2]]),
+                                          height, width)
+    episode = {
+        "c2w": c2w.astype(np.float32),
+        "intrinsics": np.tile(intrinsics.astype(np.float32), (frames, 1)),
+        "hand_keypoints": keypoints.astype(np.float32),
+        "hand_keypoints_2d": pixels.astype(np.float32),
+        "hand_depth": depth.astype(np.float32),
+        "hand_confidences": confidences.astype(np.float32),
+        "text": text,
+    }
+    if video is not None:
+        episode["video"] = video
+    return episode
+
+
+def _open_hdf5(path: Path) -> h5py.File:
+    if not path.is_file():
+        raise DataFormatError(path, "expected an EgoDex .hdf5 file; it does not exist")
+    try:
+        return h5py.File(path, "r")
+    except OSError as error:
+        raise DataFormatError(path, f"cannot open as HDF5 ({error})") from error
+
+
+def _dataset(file: h5py.File, path: Path, key: str) -> np.ndarray:
+    if key not in file:
+        raise DataFormatError(path, "missing from the HDF5 file (expected EgoDex layout: camera/intrinsic, "
+                                    "transforms/<joint>, confidences/<joint>)", key=key)
+    node = file[key]
+    if not isinstance(node, h5py.Dataset):
+        raise DataFormatError(path, "expected an array; found a group", key=key)
+    return np.asarray(node[()], np.float64)
+
+
+def _read_intrinsic_matrix(file: h5py.File, path: Path) -> np.ndarray:
+    k = _dataset(file, path, "camera/intrinsic")
+    if k.shape != (3, 3) or not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0:
+        raise DataFormatError(path, f"expected a finite 3x3 pixel intrinsic matrix with fx, fy > 0; got "
+                                    f"shape {k.shape}", key="camera/intrinsic")
+    if abs(k[0, 1]) > 1e-6 or not np.allclose(k[2], [0, 0, 1]) or not np.allclose(k[1, 0], 0):
+        raise DataFormatError(path, f"expected [[fx,0,cx],[0,fy,cy],[0,0,1]] (no skew); got {k.tolist()}",
+                              key="camera/intrinsic")
+    return k
+
+
+def _read_transforms(file: h5py.File, path: Path, joint: str, frames: int | None = None) -> np.ndarray:
+    key = f"transforms/{joint}"
+    poses = _dataset(file, path, key)
+    if poses.ndim != 3 or poses.shape[1:] != (4, 4) or (frames is not None and len(poses) != frames):
+        expected = f"[{frames if frames is not None else 'N'}, 4, 4]"
+        raise DataFormatError(path, f"expected poses of shape {expected}; got {poses.shape}", key=key)
+    if not np.all(np.isfinite(poses)):
+        raise DataFormatError(path, "expected finite poses; found NaN or inf", key=key)
+    return poses
+
+
+def _read_hand(file: h5py.File, path: Path, side: str, frames: int, group: str) -> np.ndarray:
+    """[F, 21, 3] joint positions (group "transforms") or [F, 21] confidences (group "confidences")."""
+    columns = []
+    for joint in openpose_joint_names(side):
+        if group == "transforms":
+            columns.append(_read_transforms(file, path, joint, frames)[:, :3, 3])
+            continue
+        values = _dataset(file, path, f"confidences/{joint}")
+        if values.shape != (frames,):
+            raise DataFormatError(path, f"expected confidences of shape [{frames}]; got {values.shape}",
+                                  key=f"confidences/{joint}")
+        columns.append(values)
+    return np.stack(columns, 1)
+
+
+def _read_text_attribute(file: h5py.File, name: str) -> str:
+    value = file.attrs.get(name, "")
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
