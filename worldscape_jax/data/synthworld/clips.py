@@ -1,0 +1,136 @@
+"""SynthWorld clips: a scene, a camera path and (for manipulation) a hand, rendered to arrays.
+
+`generate_clip` is the one entry point the data pipeline, the exporters and the evaluations use.
+Everything is deterministic in (scene_seed, kind, trajectory, traj_seed, num_frames, height, width).
+
+Camera: a pinhole with a 70 degree horizontal field of view and square pixels, centred principal
+point. Navigation clips start at the scene's eye point (the origin) with a heading drawn from
+`traj_seed`; the trajectory families are sized to stay inside the scene's free disc, so the camera
+never passes through an object. Action strings ("w*8,q*4") are taken literally from the same start
+(0.08 units and 3 degrees per step; see geometry/actions.py) and must produce exactly `num_frames`
+poses (1 + 4 * steps); a long walk may leave the free disc. Manipulation clips keep the camera on
+the table (trajectory "static" by default) and any trajectory is applied from that camera.
+
+Split: `split_of(seed)` is "heldout" for about 10% of seeds, chosen by a hash of the seed
+(blake2b of its decimal string, modulo 10 == 0), so the split is fixed and independent of order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from worldscape_jax.data.synthworld import scenes
+from worldscape_jax.data.synthworld.render import render_frames
+from worldscape_jax.geometry import trajectories
+from worldscape_jax.geometry.actions import ActionConfig, actions_to_c2w, integrate, num_frames_of, yaw_pitch_rotation
+from worldscape_jax.geometry.cameras import intrinsics_from_fov, make_pose
+
+FOV_X_DEG = 70.0
+FREE_RADIUS = 1.6
+FAMILIES = ("static", "forward", "pan", "orbit", "there_and_back", "random_walk")
+NAVIGATION_FAMILIES = FAMILIES[1:]
+KINDS = ("navigation", "manipulation")
+HELDOUT_MODULUS = 10
+
+
+def split_of(scene_seed: int) -> str:
+    """"heldout" when blake2b(str(seed)) % 10 == 0 (about 10% of seeds), else "train"."""
+    digest = hashlib.blake2b(str(int(scene_seed)).encode(), digest_size=8).digest()
+    return "heldout" if int.from_bytes(digest, "little") % HELDOUT_MODULUS == 0 else "train"
+
+
+def start_pose(traj_seed: int) -> np.ndarray:
+    """The navigation start: the eye point with a heading drawn from `traj_seed`."""
+    yaw = np.random.default_rng([traj_seed, 7]).uniform(-np.pi, np.pi)
+    return make_pose(yaw_pitch_rotation(yaw, 0.0), np.zeros(3))
+
+
+def _fitted_step(num_frames: int, distance_budget: float) -> float:
+    """The default walking step, shortened when `num_frames` would walk further than the budget."""
+    return min(trajectories.STEP, distance_budget / max(num_frames - 1, 1))
+
+
+def family_path(family: str, num_frames: int, traj_seed: int, start_c2w: np.ndarray,
+                free_radius: float = FREE_RADIUS) -> np.ndarray:
+    """c2w [F, 4, 4] of a trajectory family, sized to stay inside the free disc around the start."""
+    margin = 0.25
+    if family == "static":
+        return trajectories.static(num_frames, start_c2w)
+    if family == "forward":
+        step = _fitted_step(num_frames, 2 * (free_radius - margin))
+        back = start_c2w @ make_pose(np.eye(3), np.asarray([0.0, 0.0, -0.5 * step * (num_frames - 1)]))
+        return trajectories.forward_walk(num_frames, step, back)
+    if family == "pan":
+        return trajectories.pan(num_frames, start_c2w=start_c2w)
+    if family == "orbit":
+        start_angle = np.rad2deg(np.arctan2(start_c2w[0, 2], start_c2w[2, 2]))
+        return trajectories.orbit(num_frames, center=start_c2w[:3, 3], radius=0.6 * free_radius,
+                                  degrees=min(120.0, 1.5 * (num_frames - 1)), start_angle_deg=float(start_angle))
+    if family == "there_and_back":
+        half = (num_frames + 1) // 2
+        step = _fitted_step(half, free_radius - margin)
+        outbound = integrate(
+            trajectories.constant_deltas(half, forward=step, yaw=0.5 * trajectories.TURN), start_c2w)
+        return trajectories.there_and_back(outbound, num_frames)
+    if family == "random_walk":
+        return trajectories.random_walk(num_frames, traj_seed, radius=0.75 * (free_radius - margin),
+                                        start_c2w=start_c2w)
+    raise ValueError(f"trajectory family {family!r} is unknown; expected one of {FAMILIES} or an action string")
+
+
+def camera_path(trajectory: str | None, num_frames: int, traj_seed: int, start_c2w: np.ndarray,
+                default_family: str) -> np.ndarray:
+    """Resolves `trajectory` (None, a family name, or an action string) to c2w [F, 4, 4]."""
+    if trajectory is None:
+        trajectory = default_family
+    if trajectory in FAMILIES:
+        return family_path(trajectory, num_frames, traj_seed, start_c2w)
+    frames = num_frames_of(trajectory)  # raises a clear error for a malformed action string
+    if frames != num_frames:
+        raise ValueError(f"trajectory {trajectory!r} gives {frames} frames (1 + 4 per step) but num_frames="
+                         f"{num_frames}; adjust the counts or num_frames")
+    return actions_to_c2w(trajectory, ActionConfig(), start_c2w)
+
+
+def _check_arguments(scene_seed, num_frames, height, width, kind):
+    for name, value, low in (("scene_seed", scene_seed, 0), ("num_frames", num_frames, 1),
+                             ("height", height, 1), ("width", width, 1)):
+        if not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"generate_clip: {name} must be an int >= {low}, got {value!r}")
+    if kind not in KINDS:
+        raise ValueError(f"generate_clip: kind must be one of {KINDS}, got {kind!r}")
+
+
+def _to_uint8(rgb) -> np.ndarray:
+    return np.clip(np.round(np.asarray(rgb) * 255.0), 0, 255).astype(np.uint8)
+
+
+def generate_clip(scene_seed: int, num_frames: int, height: int, width: int, *, kind: str = "navigation",
+                  trajectory: str | None = None, traj_seed: int = 0) -> dict[str, np.ndarray]:
+    """Renders one clip. Returns numpy arrays:
+
+    video uint8 [F, H, W, 3]; depth float32 [F, H, W] (z-depth, metres); c2w float32 [F, 4, 4]
+    (world poses, OpenCV axes); intrinsics float32 [F, 4] (normalised); scene_seed int64 scalar;
+    for kind="manipulation" also hand_keypoints float32 [F, 21, 3] (world), hand_keypoints_2d
+    float32 [F, 21, 2] (pixels, x right, y down) and pose_video uint8 [F, H, W, 3].
+
+    `trajectory`: None (navigation: the family number `traj_seed % 5` of NAVIGATION_FAMILIES;
+    manipulation: "static"), a family name from FAMILIES, or an action string like "w*8,q*4".
+    """
+    _check_arguments(scene_seed, num_frames, height, width, kind)
+    intrinsics = np.tile(intrinsics_from_fov(FOV_X_DEG, height, width), (num_frames, 1))
+    if kind == "manipulation":
+        from worldscape_jax.data.synthworld.hands import manipulation_clip  # hands imports this module
+        return manipulation_clip(scene_seed, num_frames, height, width, intrinsics, trajectory, traj_seed)
+    default = NAVIGATION_FAMILIES[traj_seed % len(NAVIGATION_FAMILIES)]
+    c2w = camera_path(trajectory, num_frames, traj_seed, start_pose(traj_seed), default)
+    frames = render_frames(scenes.navigation_scene(scene_seed, FREE_RADIUS), c2w, intrinsics, height, width)
+    return {
+        "video": _to_uint8(frames.rgb),
+        "depth": np.asarray(frames.depth, np.float32),
+        "c2w": np.asarray(c2w, np.float32),
+        "intrinsics": intrinsics.astype(np.float32),
+        "scene_seed": np.asarray(scene_seed, np.int64),
+    }
