@@ -1,0 +1,71 @@
+"""Write sample videos people can look at: an mp4 per sample batch and a contact-sheet PNG.
+
+Videos are uint8 `[N, F, H, W, 3]` (N clips of F frames). The contact sheet has one row per clip
+and up to `max_columns` frames per row, picked evenly over time, so a training run leaves a picture
+of its progress every few steps.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PIL import Image
+
+
+def check_video_batch(videos: np.ndarray, where: str) -> np.ndarray:
+    """Validate a uint8 [N, F, H, W, 3] batch; raise naming `where` otherwise."""
+    videos = np.asarray(videos)
+    if videos.ndim != 5 or videos.shape[-1] != 3 or videos.dtype != np.uint8:
+        raise ValueError(f"{where}: expected uint8 video [N, F, H, W, 3], got {videos.dtype} {videos.shape}")
+    return videos
+
+
+def to_uint8(video: np.ndarray, low: float = -1.0, high: float = 1.0) -> np.ndarray:
+    """Map floats in [low, high] to uint8 [0, 255], clipping outside values (for display only)."""
+    scaled = (np.asarray(video, np.float32) - low) / (high - low)
+    return np.clip(np.round(scaled * 255.0), 0, 255).astype(np.uint8)
+
+
+def contact_sheet(videos: np.ndarray, max_columns: int = 8, gap: int = 2) -> np.ndarray:
+    """One row per clip, `max_columns` evenly spaced frames per row, `gap` white pixels between."""
+    videos = check_video_batch(videos, "media.contact_sheet")
+    n, f, h, w, _ = videos.shape
+    cols = np.unique(np.linspace(0, f - 1, min(f, max_columns)).round().astype(int))
+    sheet = np.full((n * h + (n - 1) * gap, len(cols) * w + (len(cols) - 1) * gap, 3), 255, np.uint8)
+    for r in range(n):
+        for c, frame in enumerate(cols):
+            y, x = r * (h + gap), c * (w + gap)
+            sheet[y : y + h, x : x + w] = videos[r, frame]
+    return sheet
+
+
+def tile_clips(videos: np.ndarray) -> np.ndarray:
+    """Place N clips side by side into one video [F, H, N*W, 3], for a single mp4."""
+    videos = check_video_batch(videos, "media.tile_clips")
+    return np.concatenate(list(videos), axis=2)
+
+
+def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int = 8) -> None:
+    """Encode uint8 frames [F, H, W, 3] as H.264 mp4 (sizes padded to even numbers for yuv420p)."""
+    import imageio.v2 as imageio  # deferred: only sample hooks need ffmpeg
+
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"media.write_mp4({path}): expected uint8 [F, H, W, 3], got {frames.dtype} {frames.shape}")
+    pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
+    frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    with imageio.get_writer(os.fspath(path), fps=fps, codec="libx264", macro_block_size=1) as writer:
+        for frame in frames:
+            writer.append_data(frame)
+
+
+def write_samples(directory: str | os.PathLike, name: str, videos: np.ndarray, fps: int = 8) -> tuple[str, str]:
+    """Write `<name>.mp4` (clips side by side) and `<name>.png` (contact sheet); return both paths."""
+    os.makedirs(directory, exist_ok=True)
+    videos = check_video_batch(videos, f"media.write_samples({name})")
+    mp4 = os.path.join(directory, f"{name}.mp4")
+    png = os.path.join(directory, f"{name}.png")
+    write_mp4(mp4, tile_clips(videos), fps=fps)
+    Image.fromarray(contact_sheet(videos)).save(png)
+    return mp4, png
