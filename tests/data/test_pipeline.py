@@ -193,3 +193,19 @@ def test_realestate10k_source_through_the_pipeline(tmp_path):
     np.testing.assert_allclose(batch["c2w"][:, 0], np.broadcast_to(np.eye(4), (2, 4, 4)), atol=1e-5)
     # 18x32 -> cover 8x8 is 8x15, centre crop from column 3: fx = 0.6 * 15 / 8, cx = (0.5 * 15 - 3) / 8
     np.testing.assert_allclose(batch["intrinsics"][0, 0], [0.6 * 15 / 8, 1.0, (0.5 * 15 - 3) / 8, 0.5], atol=1e-6)
+
+
+def test_synthworld_source_on_the_fly_is_deterministic():
+    from worldscape_jax.data.sources import SynthWorldSource
+    from worldscape_jax.data.synthworld import generate_clip
+
+    source = SynthWorldSource([3, 4, 5], num_frames=5, height=12, width=12)
+    cfg = config(batch_size=2, num_frames=3, frame_stride=2, height=12, width=12, with_depth=True,
+                 random_start=False, shuffle=False)
+    first, second = next(make_iterator(source, cfg)), next(make_iterator(source, cfg))
+    assert_batches_equal([first], [second])
+    clip = generate_clip(3, 5, 12, 12, traj_seed=3)  # item 0 of the unshuffled source, frames 0, 2, 4
+    c2w = clip["c2w"][[0, 2, 4]].astype(np.float64)
+    np.testing.assert_allclose(first["c2w"][0], np.linalg.inv(c2w[0]) @ c2w, atol=1e-5)
+    np.testing.assert_allclose(first["video"][0], clip["video"][[0, 2, 4]] / 127.5 - 1.0, atol=1e-6)
+    np.testing.assert_array_equal(first["depth"][0], clip["depth"][[0, 2, 4]])
