@@ -161,6 +161,20 @@ def test_empty_and_url_only_files(tmp_path):
         re10k.parse_pose_text(good_line() + "\n" + good_line(), "x.txt")
 
 
+@settings(max_examples=50, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 6))
+def test_format_then_parse_is_the_identity(seed, count):
+    rng = np.random.default_rng(seed)
+    c2w = random_c2w(rng, count)
+    c2w[:, :3, 3] *= 10.0 ** rng.uniform(-3, 3)
+    timestamps = np.cumsum(rng.integers(1, 10**6, count))
+    intrinsics = rng.uniform(0.1, 2.0, (count, 4))
+    poses = re10k.parse_pose_text(re10k.format_pose_text(URL, timestamps, intrinsics, c2w), "written.txt")
+    np.testing.assert_array_equal(poses.timestamps_us, timestamps)
+    np.testing.assert_allclose(poses.intrinsics, intrinsics, rtol=1e-6)
+    np.testing.assert_allclose(poses.c2w, c2w, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(c2w).max()))
+
+
 number_tokens = st.one_of(
     st.integers(-10**30, 10**30).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),

@@ -27,7 +27,7 @@ import numpy as np
 
 from worldscape_jax.data.errors import DataFormatError
 from worldscape_jax.data.formats import frames as frame_io
-from worldscape_jax.geometry.cameras import w2c_to_c2w
+from worldscape_jax.geometry.cameras import c2w_to_w2c, w2c_to_c2w
 
 NUMBERS_PER_LINE = 19
 DEFAULT_ROTATION_ATOL = 1e-3  # the released files print ~6 decimals; their rotations are orthonormal to ~1e-6
@@ -106,6 +106,19 @@ def read_clip(pose_file: str | os.PathLike, frames_path: str | os.PathLike, *,
     poses = read_pose_file(pose_file, rotation_atol)
     video = _read_frames(poses, Path(frames_path), frames_by, pose_file)
     return {"video": video, "c2w": poses.c2w, "intrinsics": poses.intrinsics, "timestamps_us": poses.timestamps_us}
+
+
+def format_pose_text(url: str, timestamps_us: np.ndarray, intrinsics: np.ndarray, c2w: np.ndarray) -> str:
+    """The text of a pose file for these cameras (the inverse of `parse_pose_text`), e.g. to export
+    SynthWorld trajectories to tools that read RealEstate10K."""
+    if "\n" in url or not url.strip():
+        raise ValueError(f"url must be one non-empty line; got {url!r}")
+    w2c = c2w_to_w2c(np.asarray(c2w, np.float64))
+    lines = [url.strip()]
+    for timestamp, k, pose in zip(np.asarray(timestamps_us), np.asarray(intrinsics, np.float64), w2c, strict=True):
+        numbers = [f"{v:.9g}" for v in k] + ["0", "0"] + [f"{v:.9g}" for v in pose[:3].reshape(-1)]
+        lines.append(" ".join([str(int(timestamp))] + numbers))
+    return "\n".join(lines) + "\n"
 
 
 def count_source_frames(frames_path: Path) -> int:
