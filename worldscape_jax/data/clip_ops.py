@@ -89,13 +89,18 @@ def resize_and_crop(clip: dict, out_hw: tuple[int, int], rng: np.random.Generato
     out = dict(clip)
     for key in IMAGE_KEYS:
         if key in clip:
-            out[key] = np.stack([_resize(frame, size, Image.BILINEAR)[window] for frame in clip[key]])
+            out[key] = resize_frames(clip[key], size)[:, window[0], window[1]]
     if "depth" in clip:
         depth = np.asarray(clip["depth"], np.float32)
         out["depth"] = np.stack([_resize(frame, size, Image.NEAREST)[window] for frame in depth])
     out["intrinsics"] = crop_intrinsics(np.asarray(clip["intrinsics"], np.float32), size, top, left,
                                         out_hw).astype(np.float32)
     return out
+
+
+def resize_frames(frames: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """uint8 RGB frames [F, H, W, 3] resized (bilinear, antialiased) to `size_hw` (a stretch if the aspect differs)."""
+    return np.stack([_resize(frame, size_hw, Image.BILINEAR) for frame in frames])
 
 
 def to_model_layout(clip: dict, keys: tuple[str, ...]) -> dict:
