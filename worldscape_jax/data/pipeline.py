@@ -59,7 +59,9 @@ class PipelineConfig:
     num_epochs: int | None = None  # None: repeat forever
     process_index: int | None = None  # None: jax.process_index()
     process_count: int | None = None  # None: jax.process_count()
-    worker_count: int = 0  # > 0: decode in that many worker processes (grain mp_prefetch)
+    # > 0: decode in that many worker processes (grain mp_prefetch). Gives the same batches and a
+    # resumable state; needs absl flags parsed (true under absl.app.run, else FLAGS.mark_as_parsed()).
+    worker_count: int = 0
     read_threads: int = 4  # threads that prepare batches ahead of the consumer (worker_count = 0)
     prefetch_batches: int = 8  # how many batches those threads may prepare ahead
 
