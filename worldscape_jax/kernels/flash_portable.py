@@ -133,8 +133,12 @@ def _forward_kernel(*refs, sources, scale, bq):
     lse_ref[...] = jnp.where(l > 0, m + jnp.log(jnp.where(l > 0, l, 1.0)), jnp.inf)[:, 0]
 
 
+@functools.partial(jax.jit, static_argnames=("sources", "scale", "block_q", "interpret"))
 def forward(q, sources: tuple[KeySource, ...], arrays: tuple[SourceArrays, ...], scale: float, block_q: int, interpret=True):
-    """Returns (out [b, nq, h, d], lse [b, h, nq] float32, visited [b, h, nqb, sum of key blocks] int32)."""
+    """Returns (out [b, nq, h, d], lse [b, h, nq] float32, visited [b, h, nqb, sum of key blocks] int32).
+
+    Jitted with the tiling static and the visit lists as data, so masks of the same shapes share one compile.
+    """
     b, nq, h, d = q.shape
     nqb = -(-nq // block_q)
     inputs, specs = [], []
@@ -224,6 +228,7 @@ def _dkv_kernel(lists_t_blocks, lists_t_count, iv_ref, valid_ref, q_ref, do_ref,
     dv_ref[...] = dv.astype(dv_ref.dtype)
 
 
+@functools.partial(jax.jit, static_argnames=("src", "scale", "interpret"))
 def backward(q, o, do, lse, src: KeySource, arrays: SourceArrays, lists_t: VisitLists, scale: float, interpret=True):
     """dQ, dK, dV of single-source attention from the forward residuals (lse) and the upstream gradient."""
     b, nq, h, d = q.shape
