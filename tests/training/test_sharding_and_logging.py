@@ -101,3 +101,16 @@ def test_contact_sheet_places_evenly_spaced_frames_and_files_are_written(tmp_pat
     assert len(frames) == f and frames[0].shape == (h, n * w, 3)
     with pytest.raises(ValueError, match="uint8"):
         media.contact_sheet(videos.astype(np.float32))
+
+
+def test_logical_to_mesh_spec_follows_rule_order_and_never_reuses_a_mesh_axis():
+    rules = sharding.normalize_rules(sharding.DEFAULT_LOGICAL_AXIS_RULES)
+    spec = sharding.logical_to_mesh_spec
+    assert spec(P("embed", "mlp"), rules) == P("fsdp", "tensor")
+    assert spec(P("embed", "embed"), rules) == P("fsdp", None)  # one mesh axis per array
+    assert spec(P("text_embed", "embed"), rules) == P(None, "fsdp")  # 'embed' comes first in the rules
+    assert spec(P("activation_batch", "activation_length", "activation_heads"), rules) == P(
+        ("data", "fsdp"), "context", "tensor")
+    assert spec(P(None, "layers", "kv"), rules) == P(None, None, None)
+    with pytest.raises(ValueError, match="'embd'"):
+        spec(P("embd"), rules)

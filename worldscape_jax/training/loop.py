@@ -62,12 +62,13 @@ def build(config: Any) -> Setup:
         params = cast_floating(sharding.unbox(stage.init_params(param_rng, config)), param_dtype)
         return create_train_state(params, tx, state_rng, use_ema)
 
-    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-        rng = jax.random.key(config.seed)
-        param_specs = sharding.logical_param_specs(jax.eval_shape(lambda r: stage.init_params(r, config), rng))
-        abstract_state = jax.eval_shape(init_state, rng)
-        logical = sharding.state_logical_specs(abstract_state, param_specs, tx)
-        state_shardings = sharding.logical_to_shardings(logical, mesh, rules)
+    # Init is traced without a mesh in context: the layout comes from out_shardings, and flax would
+    # otherwise constrain each boxed param as it is created (rejecting names like ('embed', 'embed')).
+    rng = jax.random.key(config.seed)
+    param_specs = sharding.logical_param_specs(jax.eval_shape(lambda r: stage.init_params(r, config), rng))
+    abstract_state = jax.eval_shape(init_state, rng)
+    logical = sharding.state_logical_specs(abstract_state, param_specs, tx)
+    state_shardings = sharding.logical_to_shardings(logical, mesh, rules)
     sharding.check_divisible(abstract_state, state_shardings, "state")
     step = make_train_step(stage.loss_fn, config, tx, schedule)
     return Setup(stage, mesh, rules, state_shardings, abstract_state, init_state, step)
@@ -75,9 +76,8 @@ def build(config: Any) -> Setup:
 
 def initial_state(setup: Setup, config: Any) -> TrainState:
     """A fresh state, created directly in its shardings."""
-    with jax.set_mesh(setup.mesh), nn.logical_axis_rules(setup.rules):
-        init = jax.jit(setup.init_state, out_shardings=setup.state_shardings)
-        return init(jax.random.key(config.seed))
+    init = jax.jit(setup.init_state, out_shardings=setup.state_shardings)
+    return init(jax.random.key(config.seed))
 
 
 def abstract_target(setup: Setup) -> TrainState:

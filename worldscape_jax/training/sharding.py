@@ -155,9 +155,45 @@ def check_divisible(abstract_tree: Any, shardings: Any, what: str) -> None:
                 )
 
 
+def logical_to_mesh_spec(logical: PartitionSpec, rules: tuple[tuple[str, Any], ...]) -> PartitionSpec:
+    """Map one array's logical axis names to mesh axes.
+
+    Rules are applied in order; a rule assigns its mesh axes to every still-unassigned dimension
+    with its logical name, unless one of those mesh axes is already used by this array. So a kernel
+    named ('embed', 'embed') gets ('fsdp', None). A name that no rule mentions is an error (a typo
+    would otherwise silently replicate a parameter).
+    """
+    names = tuple(logical)
+    known = {name for name, _ in rules}
+    for name in names:
+        if name is not None and (not isinstance(name, str) or name not in known):
+            raise ValueError(
+                f"sharding: logical axis {name!r} (in {logical}) has no rule in config.logical_axis_rules; "
+                f"known names: {sorted(known)}"
+            )
+    out: list[Any] = [None] * len(names)
+    assigned = [False] * len(names)
+    used: set[str] = set()
+    for rule_name, axes in rules:
+        axes_tuple = axes if isinstance(axes, tuple) else ((axes,) if axes is not None else ())
+        for dim, name in enumerate(names):
+            if name != rule_name or assigned[dim]:
+                continue
+            if used.intersection(axes_tuple):
+                continue
+            out[dim], assigned[dim] = axes, True
+            used.update(axes_tuple)
+    return PartitionSpec(*out)
+
+
 def logical_to_shardings(logical_specs: Any, mesh: Mesh, rules: Sequence[Sequence[Any]]) -> Any:
     """Logical PartitionSpecs -> NamedShardings on `mesh` under `rules`."""
-    return nn.logical_to_mesh_sharding(logical_specs, mesh, normalize_rules(rules))
+    rules = normalize_rules(rules)
+    return jax.tree.map(
+        lambda spec: NamedSharding(mesh, logical_to_mesh_spec(spec, rules)),
+        logical_specs,
+        is_leaf=lambda x: isinstance(x, PartitionSpec),
+    )
 
 
 def batch_shardings(abstract_batch: Any, mesh: Mesh) -> Any:
