@@ -25,7 +25,7 @@ from torch_pickle_writer import save_torch_state_dict
 from worldscape_jax.configs.dit import get_config
 from worldscape_jax.convert import checkpoint_io
 from worldscape_jax.convert.state_dict import ConversionError
-from worldscape_jax.convert.wan_dit import dit_params_from_state_dict
+from worldscape_jax.convert.wan_dit import dit_params_from_state_dict, expected_checkpoint_shapes
 from worldscape_jax.models.dit import build_dit
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -222,3 +222,19 @@ def test_cli_writes_an_orbax_checkpoint_that_restores_to_the_converted_params(tm
                             f"--config={os.path.join(REPO, 'configs', 'dit.py')}:tiny,fun_control", f"--out={out}2"],
                            capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
     assert again.returncode == 1 and "error: converting" in again.stderr and "Traceback" not in again.stderr
+
+
+@pytest.mark.parametrize("variant", ["", ",fun_control"])
+def test_wan1_3b_expects_exactly_the_official_keys_and_shapes(variant):
+    """At full size (shapes only, nothing allocated): the converter asks for Wan2.1-1.3B's keys and
+    shapes as the official naming lists them, in both namings, and the T2V model has 1.419 B params."""
+    cfg = get_config("wan1_3b" + variant)
+    official = ref.original_shapes(dim=1536, ffn=8960, freq=256, text_dim=4096, in_dim=cfg.in_dim, out_dim=16,
+                                   layers=30, clip_dim=1280 if cfg.image_branch else None)
+    expected = expected_checkpoint_shapes(cfg, "original")
+    assert expected == official
+    assert expected_checkpoint_shapes(cfg, "diffusers") == ref.to_diffusers_names(official)
+    if not variant:
+        count = sum(int(np.prod(shape)) for shape in official.values())
+        print(f"wan1_3b T2V parameters: {count:,}")
+        assert abs(count / 1.419e9 - 1) < 1e-3

@@ -249,6 +249,24 @@ def _take_leaf(consumer: StateDictConsumer, path: tuple[str, ...], shape: tuple[
     return consumer.take(key, layout, shape, target=target)
 
 
+def expected_checkpoint_shapes(cfg: Any, naming: str = "original") -> dict[str, tuple[int, ...]]:
+    """{checkpoint key: torch shape} that a Wan checkpoint for `cfg` must hold, in `naming`."""
+    if naming not in NAMINGS:
+        raise ValueError(f"naming must be one of {NAMINGS}, got {naming!r}")
+    c = _dit_config(cfg)
+    shapes = {}
+    for path, leaf in _flatten(abstract_dit_params(cfg)["params"]).items():
+        if path[0] in NOT_IN_WAN_CHECKPOINTS:
+            continue
+        original, diffusers, layout = LEAF_RULES[path]
+        key = original if naming == "original" else diffusers
+        if path[0] == "blocks":
+            shapes.update({key.format(i=i): layout.torch_shape(leaf.shape[1:]) for i in range(c.num_layers)})
+        else:
+            shapes[key] = layout.torch_shape(leaf.shape)
+    return shapes
+
+
 def _init_params_outside_wan(cfg: Any, paths: list[tuple[str, ...]], seed: int) -> dict[tuple[str, ...], Any]:
     """The model's own init for `paths` (jit prunes the initialisers of every other parameter)."""
     if not paths:
@@ -285,7 +303,7 @@ def dit_params_from_state_dict(state_dict: Mapping[str, np.ndarray], cfg: Any, *
 
     at_init = [path for path in abstract if path[0] in NOT_IN_WAN_CHECKPOINTS]
     params = {**filled, **_init_params_outside_wan(cfg, at_init, seed)}
-    params = {path: np.asarray(value).astype(dtype) for path, value in params.items()}
+    params = {path: np.asarray(value, dtype=dtype, order="C") for path, value in params.items()}
     report = ConversionReport(
         source=source, naming=naming, tensors_read=consumer.tensors_read,
         params_filled=["/".join(p) for p in filled],
