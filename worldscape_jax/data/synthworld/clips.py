@@ -22,7 +22,7 @@ import hashlib
 import numpy as np
 
 from worldscape_jax.data.synthworld import scenes
-from worldscape_jax.data.synthworld.render import render_frames
+from worldscape_jax.data.synthworld.render import Frame, render_frames
 from worldscape_jax.geometry import trajectories
 from worldscape_jax.geometry.actions import ActionConfig, actions_to_c2w, integrate, num_frames_of, yaw_pitch_rotation
 from worldscape_jax.geometry.cameras import intrinsics_from_fov, make_pose
@@ -103,8 +103,15 @@ def _check_arguments(scene_seed, num_frames, height, width, kind):
         raise ValueError(f"generate_clip: kind must be one of {KINDS}, got {kind!r}")
 
 
-def _to_uint8(rgb) -> np.ndarray:
-    return np.clip(np.round(np.asarray(rgb) * 255.0), 0, 255).astype(np.uint8)
+def clip_arrays(frames: Frame, c2w: np.ndarray, intrinsics: np.ndarray, scene_seed: int) -> dict[str, np.ndarray]:
+    """The keys every clip has, as numpy arrays of the documented dtypes."""
+    return {
+        "video": np.clip(np.round(np.asarray(frames.rgb) * 255.0), 0, 255).astype(np.uint8),
+        "depth": np.asarray(frames.depth, np.float32),
+        "c2w": np.asarray(c2w, np.float32),
+        "intrinsics": np.asarray(intrinsics, np.float32),
+        "scene_seed": np.asarray(scene_seed, np.int64),
+    }
 
 
 def generate_clip(scene_seed: int, num_frames: int, height: int, width: int, *, kind: str = "navigation",
@@ -127,10 +134,4 @@ def generate_clip(scene_seed: int, num_frames: int, height: int, width: int, *, 
     default = NAVIGATION_FAMILIES[traj_seed % len(NAVIGATION_FAMILIES)]
     c2w = camera_path(trajectory, num_frames, traj_seed, start_pose(traj_seed), default)
     frames = render_frames(scenes.navigation_scene(scene_seed, FREE_RADIUS), c2w, intrinsics, height, width)
-    return {
-        "video": _to_uint8(frames.rgb),
-        "depth": np.asarray(frames.depth, np.float32),
-        "c2w": np.asarray(c2w, np.float32),
-        "intrinsics": intrinsics.astype(np.float32),
-        "scene_seed": np.asarray(scene_seed, np.int64),
-    }
+    return clip_arrays(frames, c2w, intrinsics, scene_seed)

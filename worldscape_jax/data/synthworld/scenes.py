@@ -70,13 +70,15 @@ class SceneBuilder:
     spheres: list = dataclasses.field(default_factory=list)
     capsules: list = dataclasses.field(default_factory=list)
 
-    def material(self, color=None, texture=None, frequency=None, emissive=False):
+    def material(self, color=None, color_b=None, texture=None, frequency=None, emissive=False):
         """A random (or given) material: a saturated colour, a second tone, a texture and frequency."""
         if color is None:
             color = colorsys.hsv_to_rgb(self.rng.uniform(), self.rng.uniform(0.35, 0.9), self.rng.uniform(0.55, 0.95))
         color = np.asarray(color, np.float32)
         hue_shift = colorsys.hsv_to_rgb(self.rng.uniform(), self.rng.uniform(0.2, 0.8), self.rng.uniform(0.2, 0.5))
-        color_b = np.clip(0.45 * color + 0.55 * np.asarray(hue_shift, np.float32), 0, 1)
+        if color_b is None:
+            color_b = np.clip(0.45 * color + 0.55 * np.asarray(hue_shift, np.float32), 0, 1)
+        color_b = np.asarray(color_b, np.float32)
         texture = int(self.rng.integers(len(TEXTURES))) if texture is None else TEXTURES.index(texture)
         frequency = float(self.rng.uniform(1.5, 5.0)) if frequency is None else frequency
         return dict(color_a=color, color_b=color_b, texture=texture, frequency=frequency, emissive=emissive)
