@@ -4,6 +4,7 @@ code at a size a 2-core CPU trains in minutes. Variants are comma-separated afte
   get_config("wan1_3b")                 # T2V: 16 input channels, text cross-attention only
   get_config("wan1_3b,fun_control")     # Fun-Control: 48 input channels + the CLIP image branch
   get_config("tiny,camera")             # with the Plücker camera encoder
+  get_config("tiny,control,camera")     # the tiny teacher: 48 channels without CLIP, camera encoder
 
 Stage configs embed this under `config.model`.
 """
@@ -50,13 +51,15 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     cfg.scan_layers = True
     cfg.dtype = "float32"  # compute dtype; parameters stay float32
     for variant in variants:
-        if variant == "fun_control":
+        if variant == "fun_control":  # Wan2.1-Fun-Control: 48 channels and the CLIP image branch
             cfg.in_dim = 3 * cfg.out_dim
             cfg.image_branch = True
+        elif variant == "control":  # the same 48-channel layout without CLIP (SynthWorld has no CLIP)
+            cfg.in_dim = 3 * cfg.out_dim
         elif variant == "camera":
             cfg.camera.enabled = True
         elif variant == "bf16":
             cfg.dtype = "bfloat16"
         else:
-            raise ValueError(f"configs/dit.py: unknown variant {variant!r}; expected fun_control, camera or bf16")
+            raise ValueError(f"configs/dit.py: unknown variant {variant!r}; expected fun_control, control, camera or bf16")
     return cfg

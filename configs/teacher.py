@@ -1,0 +1,48 @@
+"""Stage 1: the camera-controlled image-to-video teacher (training/stages/teacher.py).
+
+  python launch/train.py --config configs/teacher.py:tiny --workdir runs/teacher_tiny
+  python launch/export.py --config configs/teacher.py:tiny --workdir runs/teacher_tiny \
+      --out worldscape_jax/assets/teacher_tiny
+
+`tiny` trains on SynthWorld's train split (64x64, 17 frames = 5 latent frames) in the committed tiny
+VAE's latent space. `wan1_3b` is the paper's scale (832x480, 81 frames, Fun-Control 48 channels with
+the CLIP branch); on a CPU it is only lowered and compiled (tests/training/test_teacher.py).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from worldscape_jax.configs import dit
+from worldscape_jax.training.defaults import trainer_config
+
+
+def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
+    scale = (arg or "tiny").split(",")[0]
+    if scale not in ("tiny", "wan1_3b"):
+        raise ValueError(f"configs/teacher.py: unknown scale {scale!r}; expected tiny or wan1_3b")
+    tiny = scale == "tiny"
+    config = trainer_config("teacher", total_steps=6000 if tiny else 20000, global_batch=8 if tiny else 64)
+    config.model = dit.get_config("tiny,control,camera" if tiny else "wan1_3b,fun_control,camera,bf16")
+    config.vae = ml_collections.ConfigDict(dict(
+        preset="tiny" if tiny else "wan2_1",
+        checkpoint="asset:vae_tiny" if tiny else "",  # an export dir (launch/export.py) or asset:NAME
+    ))
+    config.data = ml_collections.ConfigDict(dict(
+        frames=17 if tiny else 81, height=64 if tiny else 480, width=64 if tiny else 832,
+        num_clips=768 if tiny else 0, seed=0, cache_dir="runs/cache",
+    ))
+    config.flow = ml_collections.ConfigDict(dict(
+        distribution="logit_normal", shift=1.0 if tiny else 5.0, per_frame=False, logit_mean=0.0, logit_std=1.0,
+    ))
+    config.cond = ml_collections.ConfigDict(dict(drop_image=0.05, drop_camera=0.15))
+    config.optim.lr = 4e-4 if tiny else 2e-5
+    config.optim.warmup_steps = 100
+    config.optim.weight_decay = 0.01
+    config.ema.decay = 0.999 if tiny else 0.9999
+    config.precision.compute_dtype = config.model.dtype
+    config.checkpoint.every_steps = 500
+    config.log.every_steps = 25
+    config.sample = ml_collections.ConfigDict(dict(every_steps=2000 if tiny else 0, fps=8, steps=24,
+                                                   shift=config.flow.shift, guidance=2.0, count=2))
+    return config

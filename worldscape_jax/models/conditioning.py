@@ -1,0 +1,43 @@
+"""The paper's interaction-aware conditions (§2.1), assembled the same way for training and streaming.
+
+* Control video: the first-frame image followed along time by the hand-pose frames (black where
+  there is no hand, i.e. for navigation). VAE-encoded, it is concatenated with the noisy latents on
+  channels, together with the first-frame latent (zero after latent frame 0): the Wan2.1-Fun-Control
+  48-channel layout [noise 16 | control 16 | first frame 16].
+* Camera: Plücker rays of the poses relative to the clip's first frame, at pixel resolution,
+  packed to the VAE's temporal stride for the camera encoder.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from worldscape_jax.geometry.cameras import relative_to_first
+from worldscape_jax.geometry.plucker import plucker_rays
+from worldscape_jax.models import vae as vae_lib
+from worldscape_jax.models.camera_encoder import pack_frames
+from worldscape_jax.models.vae_config import VAEConfig
+
+
+def control_video(video: Float[Array, "b f h w 3"], pose_video: Float[Array, "b f h w 3"] | None = None
+                  ) -> Float[Array, "b f h w 3"]:
+    """[first frame, pose frames 1..F-1] in [-1, 1]; pose frames are black (-1) when there is no hand."""
+    later = -jnp.ones_like(video[:, 1:]) if pose_video is None else pose_video[:, 1:].astype(video.dtype)
+    return jnp.concatenate([video[:, :1], later], axis=1)
+
+
+def encode_conditions(vae_params, vae_config: VAEConfig, video: Float[Array, "b f h w 3"],
+                      pose_video: Float[Array, "b f h w 3"] | None = None) -> Float[Array, "b t h2 w2 c2"]:
+    """The 32 conditioning channels [control latents | first-frame latent], from pixels in [-1, 1]."""
+    control = vae_lib.encode(vae_params, control_video(video, pose_video), vae_config)
+    first = vae_lib.encode(vae_params, video[:, :1], vae_config)
+    first = jnp.concatenate([first, jnp.zeros_like(control[:, 1:])], axis=1)
+    return jnp.concatenate([control, first], axis=-1)
+
+
+def camera_input(c2w: Float[Array, "b f 4 4"], intrinsics: Float[Array, "b f 4"], height: int, width: int,
+                 stride_t: int) -> Float[Array, "b t h w c"]:
+    """Packed Plücker rays of the poses relative to the first frame: the camera encoder's input."""
+    rays = plucker_rays(relative_to_first(c2w), intrinsics, height, width)
+    return pack_frames(rays, stride_t)

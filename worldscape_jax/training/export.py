@@ -1,0 +1,73 @@
+"""Export trained parameters as one small, self-describing file set, and load them back.
+
+A training run's Orbax checkpoints hold everything needed to resume (optimizer state, EMA, data
+iterator); a model that ships inside the repository needs only its parameters, its config and the
+log of how it was trained. An export directory holds:
+
+  params.msgpack   the parameters (EMA when the run kept them), float32, flax msgpack
+  config.json      the stage config the run was trained with
+  metrics.jsonl    the run's training log (copied)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Any
+
+import flax.serialization
+import jax
+import ml_collections
+import numpy as np
+
+PARAMS_FILE = "params.msgpack"
+CONFIG_FILE = "config.json"
+LOG_FILE = "metrics.jsonl"
+
+
+def export_params(params: Any, directory: str | os.PathLike, config: ml_collections.ConfigDict,
+                  log_file: str | os.PathLike | None = None) -> str:
+    """Writes params (as float32 numpy), the config and optionally the training log to `directory`."""
+    os.makedirs(directory, exist_ok=True)
+    host = jax.tree.map(lambda x: np.asarray(jax.device_get(x), np.float32), params)
+    with open(os.path.join(directory, PARAMS_FILE), "wb") as f:
+        f.write(flax.serialization.msgpack_serialize(host))
+    with open(os.path.join(directory, CONFIG_FILE), "w") as f:
+        f.write(config.to_json_best_effort(indent=1))
+    if log_file is not None:
+        shutil.copyfile(log_file, os.path.join(directory, LOG_FILE))
+    return directory
+
+
+def load_exported(directory: str | os.PathLike) -> tuple[Any, ml_collections.ConfigDict]:
+    """(params, config) of an export directory; a clear error when a file is missing or unreadable."""
+    params_path = os.path.join(directory, PARAMS_FILE)
+    config_path = os.path.join(directory, CONFIG_FILE)
+    for path in (params_path, config_path):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"exported model {directory}: missing {os.path.basename(path)} "
+                                    f"(expected {PARAMS_FILE} and {CONFIG_FILE}, written by launch/export.py)")
+    with open(params_path, "rb") as f:
+        try:
+            params = flax.serialization.msgpack_restore(f.read())
+        except Exception as e:
+            raise ValueError(f"exported model {params_path}: not a flax msgpack file ({e})") from e
+    with open(config_path) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    return params, config
+
+
+def restore_trained_params(config: ml_collections.ConfigDict, workdir: str | os.PathLike, use_ema: bool = True):
+    """The params (EMA when kept and `use_ema`) of the newest readable checkpoint of a run, and its step."""
+    from worldscape_jax.training.checkpointing import Checkpointer
+    from worldscape_jax.training.loop import abstract_target, build
+
+    setup = build(config)
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.checkpoint.keep, async_save=False)
+    restored = ckpt.restore_latest(abstract_target(setup), None)
+    if restored is None:
+        raise FileNotFoundError(f"no readable checkpoint under {os.path.join(workdir, 'checkpoints')}")
+    state, step = restored
+    params = state.ema_params if (use_ema and state.ema_params is not None) else state.params
+    return params, step

@@ -1,0 +1,213 @@
+"""Stage 1: the camera-controlled image-to-video teacher (paper §2.1, §2.5).
+
+The bidirectional DiT learns the flow-matching velocity of a clip's latents given
+  * the control video [first frame, pose frames] and the first-frame latent on channels (48-channel
+    Fun-Control layout; `models/conditioning.py`), and
+  * the camera path as Plücker rays through the camera encoder.
+Conditions are dropped at random (image: zeroed channels; camera: zeroed rays) so that sampling can
+use classifier-free guidance on the camera (`generate`).
+
+At `tiny` the data are SynthWorld clips of the train split, encoded once by the committed tiny VAE
+into a latent cache on disk (`config.data.cache_dir`); batches index that cache. The batch holds
+latents [B, T, h, w, 16], cond [B, T, h, w, 32], c2w [B, F, 4, 4] (world) and intrinsics [B, F, 4].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm import tqdm
+
+from worldscape_jax.data.synthworld import generate_clip, split_of
+from worldscape_jax.diffusion import flow, samplers
+from worldscape_jax.models import vae as vae_lib
+from worldscape_jax.models.conditioning import camera_input, encode_conditions
+from worldscape_jax.models.dit import build_dit
+from worldscape_jax.models.vae_config import get_vae_config
+from worldscape_jax.training.data_iter import indexed_batches
+from worldscape_jax.training.export import load_exported
+
+ASSET_PREFIX = "asset:"
+
+
+def resolve_asset(path: str) -> str:
+    """`asset:NAME` -> the committed export directory worldscape_jax/assets/NAME; other paths unchanged."""
+    if path.startswith(ASSET_PREFIX):
+        return os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "assets",
+                            path[len(ASSET_PREFIX):])
+    return path
+
+
+@functools.lru_cache(maxsize=4)
+def load_vae(checkpoint: str, preset: str):
+    """(params, VAEConfig) of an exported VAE; the config's latent statistics come from the export."""
+    params, exported = load_exported(resolve_asset(checkpoint))
+    vae_config = get_vae_config(preset)
+    stats = exported.get("vae_stats") if hasattr(exported, "get") else None
+    if stats is not None:
+        vae_config = dataclasses.replace(vae_config, latent_mean=tuple(stats["mean"]), latent_std=tuple(stats["std"]))
+    return params.get("params", params), vae_config
+
+
+def _model(config):
+    return build_dit(config.model)
+
+
+def _text(config, batch: int):
+    m = config.model
+    return jnp.zeros((batch, m.text_len, m.text_dim), jnp.float32)
+
+
+def _clip(config, batch_size: int, batch: dict | None = None):
+    """CLIP image tokens for the Fun-Control image branch: the batch's, else zeros (Wan-Fun's "no image")."""
+    m = config.model
+    if not m.image_branch:
+        return None
+    if batch is not None and "clip" in batch:
+        return batch["clip"]
+    return jnp.zeros((batch_size, m.clip_tokens, m.clip_dim), jnp.float32)
+
+
+def _camera(config, c2w, intrinsics):
+    d = config.data
+    return camera_input(c2w, intrinsics, d.height, d.width, config.model.vae_stride[0])
+
+
+def latent_shape(config) -> tuple[int, int, int]:
+    d, stride = config.data, config.model.vae_stride
+    return 1 + (d.frames - 1) // stride[0], d.height // stride[1], d.width // stride[2]
+
+
+def init_params(rng, config):
+    t, h, w = latent_shape(config)
+    m = config.model
+    x = jnp.zeros((1, t, h, w, m.out_dim))
+    cond = jnp.zeros((1, t, h, w, m.in_dim - m.out_dim))
+    c2w = jnp.broadcast_to(jnp.eye(4), (1, config.data.frames, 4, 4))
+    intrinsics = jnp.full((1, config.data.frames, 4), 0.5)
+    return _model(config).init(rng, x, jnp.zeros((1, t)), _text(config, 1), cond=cond,
+                               camera=_camera(config, c2w, intrinsics), clip=_clip(config, 1))["params"]
+
+
+def loss_fn(params, batch, rng, config):
+    """Flow matching with random condition dropout (per sample)."""
+    x0 = batch["latents"]
+    b, t = x0.shape[:2]
+    k_sigma, k_eps, k_image, k_camera = jax.random.split(rng, 4)
+    f, c = config.flow, config.cond
+    sigma = flow.sample_sigmas(k_sigma, b, t, flow.TimestepSampling(f.distribution, f.shift, f.per_frame,
+                                                                     f.logit_mean, f.logit_std))
+    eps = jax.random.normal(k_eps, x0.shape, x0.dtype)
+    keep_image = (jax.random.uniform(k_image, (b, 1, 1, 1, 1)) >= c.drop_image).astype(x0.dtype)
+    keep_camera = (jax.random.uniform(k_camera, (b, 1, 1, 1, 1)) >= c.drop_camera).astype(x0.dtype)
+    camera = _camera(config, batch["c2w"], batch["intrinsics"]) * keep_camera
+    v = _model(config).apply({"params": params}, flow.add_noise(x0, eps, sigma), flow.sigma_to_timestep(sigma),
+                             _text(config, b), cond=batch["cond"] * keep_image, camera=camera,
+                             clip=_clip(config, b, batch))
+    loss = flow.flow_matching_loss(v, x0, eps)
+    return loss, {"fm_loss": loss, "mean_sigma": sigma.mean()}
+
+
+def generate(params, config, vae, first_frames, c2w, intrinsics, rng, *, steps: int | None = None,
+             guidance: float | None = None, camera_scale: float = 1.0, pose_video=None):
+    """Videos in [-1, 1] [B, F, H, W, 3] from first frames [B, 1, H, W, 3] (in [-1, 1]) and a camera path.
+
+    Classifier-free guidance on the camera: v = v(no camera) + g (v(camera) - v(no camera)).
+    `camera_scale=0` zeroes the camera input (the ablation that Trajectory Accuracy is compared with).
+    """
+    vae_params, vae_config = vae
+    s = config.sample
+    steps, guidance = steps or s.steps, s.guidance if guidance is None else guidance
+    b = first_frames.shape[0]
+    frames = c2w.shape[1]
+    t, h, w = latent_shape(config)
+    video = jnp.concatenate([first_frames, jnp.zeros((b, frames - 1, *first_frames.shape[2:]))], axis=1)
+    cond_latents = encode_conditions(vae_params, vae_config, video, pose_video)
+    camera = _camera(config, c2w, intrinsics) * camera_scale
+    model, text, clip = _model(config), _text(config, b), _clip(config, b)
+
+    def denoise(x_t, t_frames, camera_input_):
+        return model.apply({"params": params}, x_t, t_frames, text, cond=cond_latents, camera=camera_input_,
+                           clip=clip)
+
+    noise = jax.random.normal(rng, (b, t, h, w, config.model.out_dim))
+    latents = samplers.euler_sample(denoise, noise, flow.inference_sigmas(steps, s.shift), camera,
+                                    jnp.zeros_like(camera), guidance)
+    return vae_lib.decode(vae_params, latents, vae_config)
+
+
+def heldout_clips(config, count: int, trajectory: str | None = None) -> list[dict]:
+    """The first `count` held-out SynthWorld clips at the training size."""
+    d, clips, seed = config.data, [], 0
+    while len(clips) < count:
+        if split_of(seed) == "heldout":
+            clips.append(generate_clip(seed, d.frames, d.height, d.width, trajectory=trajectory, traj_seed=seed))
+        seed += 1
+    return clips
+
+
+def to_unit_range(video_uint8) -> jnp.ndarray:
+    return jnp.asarray(video_uint8, jnp.float32) / 127.5 - 1.0
+
+
+def sample(params, rng, config):
+    """Generated next to ground truth for held-out clips, uint8 [2N, F, H, W, 3]."""
+    clips = heldout_clips(config, config.sample.count)
+    gt = np.stack([c["video"] for c in clips])
+    vae = load_vae(config.vae.checkpoint, config.vae.preset)
+    video = generate(params, config, vae, to_unit_range(gt[:, :1]), jnp.asarray(np.stack([c["c2w"] for c in clips])),
+                     jnp.asarray(np.stack([c["intrinsics"] for c in clips])), rng)
+    generated = np.asarray(jnp.round((video + 1.0) * 127.5)).clip(0, 255).astype(np.uint8)
+    return np.concatenate([generated, gt], axis=0)
+
+
+def _cache_path(config) -> str:
+    d = config.data
+    key = json.dumps({"data": d.to_dict(), "vae": config.vae.to_dict()}, sort_keys=True, default=str)
+    return os.path.join(d.cache_dir, f"teacher_latents_{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz")
+
+
+def build_latent_cache(config) -> dict[str, np.ndarray]:
+    """Render `config.data.num_clips` train-split clips and encode them with the VAE (cached on disk)."""
+    path = _cache_path(config)
+    if os.path.isfile(path):
+        with np.load(path) as data:
+            return dict(data)
+    d = config.data
+    vae_params, vae_config = load_vae(config.vae.checkpoint, config.vae.preset)
+    encode_latents = jax.jit(lambda video: vae_lib.encode(vae_params, video, vae_config))
+    encode_cond = jax.jit(lambda video: encode_conditions(vae_params, vae_config, video))
+    out = {k: [] for k in ("latents", "cond", "c2w", "intrinsics")}
+    seeds = [s for s in range(d.seed, d.seed + 4 * d.num_clips) if split_of(s) == "train"][: d.num_clips]
+    for i, seed in enumerate(tqdm(seeds, desc="teacher: render + encode SynthWorld", unit="clip")):
+        clip = generate_clip(seed, d.frames, d.height, d.width, traj_seed=d.seed * 7919 + i)
+        video = to_unit_range(clip["video"][None])
+        out["latents"].append(np.asarray(encode_latents(video))[0])
+        out["cond"].append(np.asarray(encode_cond(video))[0])
+        out["c2w"].append(clip["c2w"])
+        out["intrinsics"].append(clip["intrinsics"])
+    arrays = {k: np.stack(v).astype(np.float32) for k, v in out.items()}
+    os.makedirs(d.cache_dir, exist_ok=True)
+    np.savez(path + ".tmp.npz", **arrays)
+    os.replace(path + ".tmp.npz", path)
+    return arrays
+
+
+def make_dataset(config, process_index, process_count):
+    """Batches of cached clips, reshuffled each epoch by a seeded permutation."""
+    arrays = build_latent_cache(config)
+    count = arrays["latents"].shape[0]
+
+    def example(index: int) -> dict[str, np.ndarray]:
+        epoch, offset = divmod(index, count)
+        clip = np.random.default_rng((config.seed, epoch)).permutation(count)[offset]
+        return {k: v[clip] for k, v in arrays.items()}
+
+    return indexed_batches(example, config.global_batch, process_index, process_count)
