@@ -78,6 +78,9 @@ def test_key_intervals_equal_dense_mask(mask, nq, nk):
     k = np.arange(nk)[None]
     from_intervals = (k < sink_end[:, None]) | ((k >= lo[:, None]) & (k < hi[:, None]))
     np.testing.assert_array_equal(from_intervals, np.asarray(mask.dense(nq, nk)))
+    valid = np.arange(nk)[None] % 5 != 1
+    counts = block_mask.visible_keys_per_row(mask, jnp.asarray(valid), 1, nq, nk)
+    np.testing.assert_array_equal(np.asarray(counts)[0], (np.asarray(mask.dense(nq, nk)) & valid).sum(-1))
 
 
 @pytest.mark.parametrize("mask", list(MASKS.values()), ids=list(MASKS))

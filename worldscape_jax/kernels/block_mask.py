@@ -51,6 +51,14 @@ def key_intervals(mask: MaskSpec, num_q: int, num_k: int) -> np.ndarray:
     return np.stack([sink_end, lo, hi]).astype(np.int32)
 
 
+def visible_keys_per_row(mask: MaskSpec, kv_valid, batch: int, num_q: int, num_k: int) -> jax.Array:
+    """int32 [batch, num_q]: how many valid keys each query sees (intervals + a prefix sum: O(nq + nk))."""
+    sink_end, lo, hi = (jnp.asarray(x) for x in key_intervals(mask, num_q, num_k))
+    valid = jnp.ones((batch, num_k), jnp.int32) if kv_valid is None else kv_valid.astype(jnp.int32)
+    prefix = jnp.pad(jnp.cumsum(valid, axis=1), ((0, 0), (1, 0)))
+    return prefix[:, sink_end] + prefix[:, hi] - prefix[:, lo]
+
+
 def element_mask(intervals_rows, k_index) -> jax.Array:
     """Broadcasting element mask from per-row intervals ([3, rows] or three [rows, 1] arrays) and key indices."""
     sink_end, lo, hi = intervals_rows

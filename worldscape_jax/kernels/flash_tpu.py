@@ -19,7 +19,7 @@ import numpy as np
 from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as splash
 from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_mask as splash_mask
 
-from worldscape_jax.kernels.block_mask import key_intervals
+from worldscape_jax.kernels.block_mask import visible_keys_per_row
 from worldscape_jax.models.attention import MaskSpec
 
 BLOCK = 128
@@ -67,15 +67,6 @@ def _pad_to_block(x, axis):
     return jnp.pad(x, widths)
 
 
-def _rows_with_visible_key(spec: MaskSpec, kv_valid, b: int, nq: int, nk: int):
-    """[b, nq] bool: whether each query sees at least one valid key (intervals + prefix sums, O(nq + nk))."""
-    sink_end, lo, hi = (jnp.asarray(x) for x in key_intervals(spec, nq, nk))
-    valid = jnp.ones((b, nk), jnp.int32) if kv_valid is None else kv_valid.astype(jnp.int32)
-    prefix = jnp.pad(jnp.cumsum(valid, axis=1), ((0, 0), (1, 0)))
-    count = prefix[:, sink_end] + prefix[:, hi] - prefix[:, lo]
-    return count > 0
-
-
 def splash_attention(q, k, v, mask: MaskSpec, kv_valid, scale: float, *, interpret: bool = False):
     """The `attention()` contract on splash: [b, n, h, d] in and out."""
     b, nq, h, _ = q.shape
@@ -88,7 +79,7 @@ def splash_attention(q, k, v, mask: MaskSpec, kv_valid, scale: float, *, interpr
     segments = splash.SegmentIds(q=q_ids, kv=kv_ids)
     out = jax.vmap(kernel)(to_heads(q * jnp.asarray(scale, q.dtype)), to_heads(k), to_heads(v), segment_ids=segments)
     out = jnp.swapaxes(out[:, :, :nq], 1, 2)
-    seen = _rows_with_visible_key(mask, kv_valid, b, nq, nk)
+    seen = visible_keys_per_row(mask, kv_valid, b, nq, nk) > 0
     return jnp.where(seen[:, :, None, None], out, 0).astype(q.dtype)
 
 
