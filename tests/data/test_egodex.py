@@ -111,3 +111,32 @@ def test_joint_with_wrong_frame_count(tmp_path):
         file["transforms/rightThumbTip"] = np.tile(np.eye(4), (FRAMES + 1, 1, 1))
     with pytest.raises(DataFormatError, match=r"key 'transforms/rightThumbTip': expected poses of shape \[3, 4, 4\]"):
         egodex.read_episode(path)
+
+
+def test_source_draws_the_pose_video_and_feeds_the_pipeline(tmp_path):
+    from worldscape_jax.data.pipeline import PipelineConfig, make_iterator
+    from worldscape_jax.data.sources import EgoDexSource
+
+    (tmp_path / "task").mkdir()
+    frame_io.write_mp4(tmp_path / "task" / "0.mp4", np.zeros((FRAMES, HEIGHT, WIDTH, 3), np.uint8))
+    write_episode(tmp_path / "task" / "0.hdf5")
+    source = EgoDexSource.from_folder(tmp_path, frame_hw=(HEIGHT // 2, WIDTH // 2))
+    clip = source[0]
+    assert clip["video"].shape == clip["pose_video"].shape == (FRAMES, HEIGHT // 2, WIDTH // 2, 3)
+    wrist_x, wrist_y = expected_pixels()[0, 0] / 2  # left wrist, at half size
+    np.testing.assert_array_equal(clip["pose_video"][:, int(wrist_y), int(wrist_x)], [[0, 0, 255]] * FRAMES)
+    np.testing.assert_array_equal(clip["pose_video"][:, -1, 0], 0)  # far from both hands: black
+    np.testing.assert_allclose(clip["hand_keypoints_2d"][0], expected_pixels() / 2, atol=1e-3)
+    config = PipelineConfig(batch_size=1, num_frames=2, height=16, width=16, with_pose_video=True,
+                            process_index=0, process_count=1, read_threads=1, prefetch_batches=1)
+    batch = next(make_iterator(source, config))
+    assert batch["pose_video"].shape == (1, 2, 16, 16, 3)
+    assert batch["pose_video"].min() == -1.0 and batch["pose_video"].max() > 0.0  # black background, a drawn hand
+
+
+def test_folder_without_videos(tmp_path):
+    from worldscape_jax.data.sources import EgoDexSource
+
+    write_episode(tmp_path / "0.hdf5")
+    with pytest.raises(DataFormatError, match=r"0\.hdf5: has no video next to it"):
+        EgoDexSource.from_folder(tmp_path)

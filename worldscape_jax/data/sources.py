@@ -2,7 +2,9 @@
 
 * `SynthWorldSource`: generates SynthWorld clips on the fly from scene seeds (tests, tiny training);
 * `synthworld_array_record_source` (in tfds_builder.py): clips exported by launch/make_synthworld.py;
-* `RealEstate10KSource`: pose files paired with image folders or mp4s.
+* `RealEstate10KSource`: pose files paired with image folders or mp4s;
+* `EgoDexSource`: EgoDex episodes (mp4 + hdf5), video resized to a working size and the hand pose
+  video drawn at that size.
 
 A source returns raw clips (uint8 video, absolute c2w, normalised intrinsics); the pipeline picks
 frames, resizes, crops and converts.
@@ -16,8 +18,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from worldscape_jax.data import clip_ops
 from worldscape_jax.data.errors import DataFormatError
-from worldscape_jax.data.formats import realestate10k
+from worldscape_jax.data.formats import egodex, realestate10k
 
 
 class SynthWorldSource:
@@ -76,6 +79,48 @@ class RealEstate10KSource:
 
     def __repr__(self) -> str:
         return f"RealEstate10KSource({len(self)} clips)"
+
+
+class EgoDexSource:
+    """EgoDex episodes -> clips {video, c2w, intrinsics, pose_video, hand_keypoints, text} at `frame_hw`.
+
+    Frames are resized to `frame_hw` (default 144x256, EgoDex's 16:9 at 1/7.5) as soon as they are
+    read, and the pose video is drawn at that size, so a 1080p episode never sits in memory twice.
+    A resize leaves normalised intrinsics unchanged; the pipeline then crops to its output size.
+    """
+
+    def __init__(self, episodes: Sequence[tuple[str | os.PathLike, str | os.PathLike]],
+                 frame_hw: tuple[int, int] = (144, 256), min_confidence: float = 0.0, camera_axes: str = "opencv"):
+        self.episodes = [(Path(h), Path(m)) for h, m in episodes]
+        self.frame_hw, self.min_confidence, self.camera_axes = tuple(frame_hw), min_confidence, camera_axes
+
+    @classmethod
+    def from_folder(cls, root: str | os.PathLike, **kwargs) -> "EgoDexSource":
+        """Every `<task>/<idx>.hdf5` under `root` with its `<idx>.mp4`."""
+        pairs = [(h, h.with_suffix(".mp4")) for h in sorted(Path(root).rglob("*.hdf5"))]
+        if not pairs:
+            raise DataFormatError(root, "expected EgoDex episodes (<task>/<idx>.hdf5 + .mp4); found none")
+        for hdf5, mp4 in pairs:
+            if not mp4.is_file():
+                raise DataFormatError(hdf5, f"has no video next to it; expected {mp4}")
+        return cls(pairs, **kwargs)
+
+    def __len__(self) -> int:
+        return len(self.episodes)
+
+    def __getitem__(self, index: int) -> dict:
+        hdf5, mp4 = self.episodes[index]
+        episode = egodex.read_episode(hdf5, mp4, camera_axes=self.camera_axes)
+        src_hw = episode["video"].shape[1:3]
+        episode["video"] = clip_ops.resize_frames(episode["video"], self.frame_hw)
+        episode["pose_video"] = egodex.hand_pose_video(episode["hand_keypoints_2d"], episode["hand_confidences"],
+                                                       src_hw, self.frame_hw, self.min_confidence)
+        episode["hand_keypoints_2d"] = egodex.scale_pixels(episode["hand_keypoints_2d"], src_hw,
+                                                           self.frame_hw).astype(np.float32)
+        return episode
+
+    def __repr__(self) -> str:
+        return f"EgoDexSource({len(self)} episodes at {self.frame_hw})"
 
 
 def _frames_for(pose_file: Path, frames_root: Path) -> Path:

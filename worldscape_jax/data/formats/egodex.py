@@ -73,6 +73,27 @@ def project_to_pixels(points_world: np.ndarray, c2w: np.ndarray, pixel_intrinsic
     return pixels.reshape(points_world.shape[:-1] + (2,)), z.reshape(points_world.shape[:-1])
 
 
+def scale_pixels(pixels: np.ndarray, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> np.ndarray:
+    """Pixel coordinates [..., 2] (x, y) after resizing the image from `src_hw` to `dst_hw`."""
+    return pixels * np.array([dst_hw[1] / src_hw[1], dst_hw[0] / src_hw[0]])
+
+
+def hand_pose_video(keypoints_2d: np.ndarray, confidences: np.ndarray, src_hw: tuple[int, int],
+                    out_hw: tuple[int, int], min_confidence: float = 0.0) -> np.ndarray:
+    """The OpenPose-palette pose video uint8 [F, H, W, 3] of both hands at `out_hw`.
+
+    `keypoints_2d` [F, 2, 21, 2] are pixels at `src_hw`; a keypoint is drawn when it is in front of
+    the camera (finite) and its confidence exceeds `min_confidence`. The right hand is drawn over the
+    left where they overlap. Drawing is SynthWorld's (`synthworld.pose_video.draw_hand_poses`).
+    """
+    from worldscape_jax.data.synthworld.pose_video import draw_hand_poses  # JAX; only needed here
+
+    pixels = scale_pixels(np.asarray(keypoints_2d, np.float64), src_hw, out_hw)
+    valid = np.all(np.isfinite(pixels), -1) & (np.asarray(confidences) > min_confidence)
+    hands = [np.asarray(draw_hand_poses(np.nan_to_num(pixels[:, h]), valid[:, h], *out_hw)) for h in range(2)]
+    return np.where(np.any(hands[1] > 0, -1, keepdims=True), hands[1], hands[0])
+
+
 def read_episode(hdf5_path: str | os.PathLike, mp4_path: str | os.PathLike | None = None, *,
                  camera_axes: Literal["opencv", "arkit"] = "opencv",
                  image_hw: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
