@@ -139,3 +139,13 @@ def test_every_surface_is_textured_so_motion_shows():
             checked += 1
             assert len(np.unique(np.round(pixels, 3), axis=0)) >= 2, f"primitive {index} renders flat"
     assert checked >= 4
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_texture_colours_differ_enough_to_show_motion(seed):
+    from worldscape_jax.data.synthworld.scenes import MIN_CONTRAST
+
+    scene = navigation_scene(seed)
+    luma = np.asarray([0.299, 0.587, 0.114])
+    contrast = np.abs((np.asarray(scene.color_a) - np.asarray(scene.color_b)) @ luma)[np.asarray(scene.active)]
+    assert contrast.min() >= MIN_CONTRAST - 1e-6

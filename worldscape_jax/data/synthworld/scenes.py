@@ -30,6 +30,12 @@ EYE_HEIGHT = 1.2
 TEXTURES = ("checker", "stripes", "waves")
 NUM_PLANES, NUM_BOXES, NUM_SPHERES, NUM_CAPSULES = 6, 10, 5, 4
 SKY_RADIUS = 60.0
+MIN_CONTRAST = 0.15  # least luminance difference between a texture's two colours
+
+
+def luminance(rgb) -> float:
+    """Rec. 601 luma of an RGB colour in [0, 1]."""
+    return float(np.dot(rgb, [0.299, 0.587, 0.114]))
 
 
 @struct.dataclass
@@ -78,6 +84,8 @@ class SceneBuilder:
         hue_shift = colorsys.hsv_to_rgb(self.rng.uniform(), self.rng.uniform(0.2, 0.8), self.rng.uniform(0.2, 0.5))
         if color_b is None:
             color_b = np.clip(0.45 * color + 0.55 * np.asarray(hue_shift, np.float32), 0, 1)
+            if abs(luminance(color) - luminance(color_b)) < MIN_CONTRAST:  # keep the pattern visible
+                color_b = 0.5 * color if luminance(color) > 0.35 else color + 0.5 * (1.0 - color)
         color_b = np.asarray(color_b, np.float32)
         texture = int(self.rng.integers(len(TEXTURES))) if texture is None else TEXTURES.index(texture)
         frequency = float(self.rng.uniform(1.5, 5.0)) if frequency is None else frequency
