@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 
 import jax
-import jax.numpy as jnp
 
 from worldscape_jax.kernels import block_mask, flash_portable
 from worldscape_jax.kernels.flash_portable import KeySource, SourceArrays
@@ -84,9 +83,9 @@ def _flash_fwd(q, k, v, kv_valid, mask, scale, backend, block_q, block_k):
 def _flash_bwd(mask, scale, backend, block_q, block_k, residuals, d_out):
     q, k, v, kv_valid, out, lse = residuals
     if backend == "gpu":
-        from worldscape_jax.kernels import flash_gpu
+        from worldscape_jax.kernels import flash_gpu_bwd
 
-        dq, dk, dv = flash_gpu.backward(q, k, v, kv_valid, out, lse, d_out, mask, scale)
+        dq, dk, dv = flash_gpu_bwd.backward(q, k, v, kv_valid, out, lse, d_out, mask, scale)
     else:
         src, arrays, lists_t = _single_source(q, k, v, mask, kv_valid, block_q, block_k)
         dq, dk, dv = flash_portable.backward(q, out, d_out, lse, src, arrays, lists_t, scale)
