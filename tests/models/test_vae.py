@@ -193,3 +193,10 @@ def test_wan2_1_shapes_for_81_frames_at_480x832():
     step_out = jax.eval_shape(functools.partial(vae.decode_step, config=cfg), params, cache,
                               jax.ShapeDtypeStruct((1, 1, 60, 104, 16), jnp.float32))
     assert step_out[0].shape == (1, 4, 480, 832, 3)
+
+
+def test_bfloat16_stream_keeps_its_cache_in_bfloat16():
+    cache = jax.eval_shape(lambda: vae.init_decode_cache(SMALL, 1, (2, 2), jnp.bfloat16))
+    assert {leaf.dtype for leaf in jax.tree.leaves(cache.histories)} == {jnp.dtype(jnp.bfloat16)}
+    fp32 = jax.eval_shape(lambda: vae.init_decode_cache(SMALL, 1, (2, 2), jnp.float32))
+    assert 2 * (vae.cache_bytes(cache) - 1) == vae.cache_bytes(fp32) - 1  # the 1-byte is_first flag aside

@@ -141,10 +141,10 @@ class AttentionBlock(nn.Module):
         tokens = RMSNorm(name="norm")(x).reshape(b * f, h * w, 1, c)
         dense_init = logical(_KERNEL_INIT, ("conv_in", "conv_out"))
         bias_init = logical(nn.initializers.zeros_init(), ("conv_out",))
-        qkv = nn.Dense(3 * c, kernel_init=dense_init, bias_init=bias_init, name="to_qkv")(tokens)
+        qkv = nn.Dense(3 * c, dtype=x.dtype, kernel_init=dense_init, bias_init=bias_init, name="to_qkv")(tokens)
         q, k, v = jnp.split(qkv, 3, axis=-1)
         out = attention(q, k, v)
-        out = nn.Dense(c, kernel_init=logical(nn.initializers.zeros_init(), ("conv_in", "conv_out")),
+        out = nn.Dense(c, dtype=x.dtype, kernel_init=logical(nn.initializers.zeros_init(), ("conv_in", "conv_out")),
                        bias_init=bias_init, name="proj")(out)
         return x + out.reshape(b, f, h, w, c), None
 
