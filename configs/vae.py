@@ -1,0 +1,34 @@
+"""Train the causal VAE on SynthWorld (training/stages/vae.py).
+
+  python launch/train.py --config configs/vae.py:tiny --workdir runs/vae_tiny
+
+The argument is the VAE preset (models/vae_config.py): `tiny` (64x64 SynthWorld, the committed
+checkpoint's recipe) or `wan2_1` (fine-tuning the converted official VAE at 480x832; GPU only).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from worldscape_jax.training.defaults import trainer_config
+
+
+def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
+    preset = arg or "tiny"
+    if preset not in ("tiny", "wan2_1"):
+        raise ValueError(f"configs/vae.py: the argument is a VAE preset, 'tiny' or 'wan2_1'; got {arg!r}")
+    tiny = preset == "tiny"
+    config = trainer_config("vae", total_steps=6000 if tiny else 2000, global_batch=8 if tiny else 4)
+    config.model = ml_collections.ConfigDict(dict(preset=preset))
+    config.data = ml_collections.ConfigDict(dict(
+        frames=9 if tiny else 17, height=64 if tiny else 480, width=64 if tiny else 832,
+        num_clips=256 if tiny else 64, heldout_clips=16,
+    ))
+    config.loss = ml_collections.ConfigDict(dict(kl_weight=1e-6))
+    config.optim.lr = 1e-3 if tiny else 1e-5
+    config.optim.warmup_steps = 100
+    config.ema.decay = 0.999
+    config.checkpoint.every_steps = 500
+    config.log.every_steps = 20
+    config.sample = ml_collections.ConfigDict(dict(every_steps=1000, fps=8, count=4))
+    return config

@@ -1,0 +1,135 @@
+"""Stage `vae`: train the causal VAE (models/vae.py) to reconstruct SynthWorld clips.
+
+Loss = L1 + MSE between the clip and its reconstruction (pixels in [-1, 1]), plus
+`config.loss.kl_weight` x KL(q(z|x) || N(0, I)) with z sampled from the posterior. The KL weight is
+tiny (1e-6, the Stable-Diffusion / Wan practice): it keeps the latent scale bounded and the
+posterior slightly noisy, so that neighbouring latents decode to similar frames, which the DiT needs,
+while costing almost nothing in PSNR. Set it to 0 for a plain autoencoder (z = mu, no sampling).
+
+Data: `config.data.num_clips` SynthWorld clips of the train split (F = 1 + 4k frames at
+height x width) are rendered once into memory and served in a seeded, per-epoch shuffled order.
+`sample` shows held-out clips with their reconstruction beside them; `heldout_psnr` is the figure to
+report, and `latent_statistics` gives the per-channel mean/std that go into the export as
+`vae_stats` (read by the teacher stage).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm import tqdm
+
+from worldscape_jax.data.synthworld import generate_clip, split_of
+from worldscape_jax.models.vae import WanVAE, check_video
+from worldscape_jax.models.vae_config import get_vae_config
+from worldscape_jax.training.data_iter import indexed_batches
+
+
+def vae_config(config):
+    return get_vae_config(config.model.preset)
+
+
+def to_signed(video_uint8):
+    """uint8 [0, 255] -> float32 [-1, 1]."""
+    return jnp.asarray(video_uint8, jnp.float32) / 127.5 - 1.0
+
+
+def init_params(rng, config):
+    """Boxed VAE params. The 'rbg' PRNG is seeded from `rng`: its initialisers compile in seconds on a CPU."""
+    d = config.data
+    seed = jax.random.bits(rng, (), jnp.uint32)
+    video = jnp.zeros((1, d.frames, d.height, d.width, 3), jnp.float32)
+    return WanVAE(vae_config(config)).init(jax.random.key(seed, impl="rbg"), video)["params"]
+
+
+def loss_fn(params, batch, rng, config):
+    """L1 + MSE reconstruction, plus the weighted KL of the posterior when kl_weight > 0."""
+    model = WanVAE(vae_config(config))
+    video = to_signed(batch["video"])
+    mu, log_var, _ = model.apply({"params": params}, video, method=WanVAE.encode_moments)
+    kl_weight = config.loss.kl_weight
+    if kl_weight > 0:
+        log_var = jnp.clip(log_var, -30.0, 20.0)
+        z = mu + jnp.exp(0.5 * log_var) * jax.random.normal(rng, mu.shape, mu.dtype)
+        kl = 0.5 * jnp.mean(jnp.sum(mu ** 2 + jnp.exp(log_var) - 1.0 - log_var, axis=-1))
+    else:
+        z, kl = mu, jnp.zeros((), mu.dtype)
+    recon, _ = model.apply({"params": params}, z, method=WanVAE.decode_latents)
+    l1 = jnp.mean(jnp.abs(recon - video))
+    mse = jnp.mean((recon - video) ** 2)
+    loss = l1 + mse + kl_weight * kl
+    psnr = 10.0 * jnp.log10(4.0 / jnp.maximum(mse, 1e-10))  # peak-to-peak 2 in [-1, 1]
+    return loss, {"l1": l1, "mse": mse, "kl": kl, "psnr": psnr}
+
+
+def split_seeds(split: str, count: int, start: int = 0) -> list[int]:
+    """The first `count` SynthWorld scene seeds >= start that belong to `split`."""
+    seeds, seed = [], start
+    while len(seeds) < count:
+        if split_of(seed) == split:
+            seeds.append(seed)
+        seed += 1
+    return seeds
+
+
+@functools.lru_cache(maxsize=2)
+def _clips(split: str, count: int, frames: int, height: int, width: int) -> np.ndarray:
+    """uint8 [count, F, H, W, 3] SynthWorld clips of `split`, rendered once per process."""
+    seeds = split_seeds(split, count)
+    videos = [generate_clip(s, frames, height, width)["video"] for s in tqdm(seeds, desc=f"SynthWorld {split} clips")]
+    return np.stack(videos)
+
+
+def make_dataset(config, process_index, process_count):
+    """Batches {'video': uint8 [B, F, H, W, 3]} of train clips, reshuffled every epoch by a seeded permutation."""
+    d = config.data
+    check_video(np.zeros((1, d.frames, d.height, d.width, 3)), vae_config(config), where="config.data")
+    videos = _clips("train", d.num_clips, d.frames, d.height, d.width)
+
+    def example(index: int) -> dict[str, np.ndarray]:
+        epoch, offset = divmod(index, len(videos))
+        return {"video": videos[np.random.default_rng((config.seed, epoch)).permutation(len(videos))[offset]]}
+
+    return indexed_batches(example, config.global_batch, process_index, process_count)
+
+
+@functools.partial(jax.jit, static_argnames="preset")
+def _reconstruct(params, video, preset):
+    model = WanVAE(get_vae_config(preset))
+    mu, _, _ = model.apply({"params": params}, video, method=WanVAE.encode_moments)
+    return jnp.clip(model.apply({"params": params}, mu, method=WanVAE.decode_latents)[0], -1.0, 1.0)
+
+
+def heldout_psnr(params, config, count: int | None = None) -> float:
+    """Mean PSNR (dB) of the posterior-mean reconstruction over held-out clips (images in [0, 1] terms)."""
+    d = config.data
+    videos = _clips("heldout", count or d.heldout_clips, d.frames, d.height, d.width)
+    psnrs = []
+    for video in videos:
+        x = to_signed(video[None])
+        mse = float(jnp.mean((_reconstruct(params, x, config.model.preset) - x) ** 2))
+        psnrs.append(10.0 * np.log10(4.0 / max(mse, 1e-10)))
+    return float(np.mean(psnrs))
+
+
+def latent_statistics(params, config, count: int = 16) -> dict[str, list[float]]:
+    """Per-channel mean and std of the raw posterior mean over train clips: the export's `vae_stats`."""
+    d = config.data
+    model = WanVAE(vae_config(config))
+    encode = jax.jit(lambda x: model.apply({"params": params}, x, method=WanVAE.encode_moments)[0])
+    mus = np.concatenate([np.asarray(encode(to_signed(v[None]))).reshape(-1, model.config.z_dim)
+                          for v in _clips("train", count, d.frames, d.height, d.width)])
+    return {"mean": mus.mean(0).tolist(), "std": mus.std(0).tolist()}
+
+
+def sample(params, rng, config):
+    """Held-out clips (left) beside their reconstructions (right), uint8 [N, F, H, 2W, 3]."""
+    del rng
+    d = config.data
+    videos = _clips("heldout", config.sample.count, d.frames, d.height, d.width)
+    recon = np.asarray(_reconstruct(params, to_signed(videos), config.model.preset))
+    recon = np.clip(np.round((recon + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    return np.concatenate([videos, recon], axis=3)
