@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
+from worldscape_jax.data import synthworld
 from worldscape_jax.data.synthworld import generate_clip, split_of
 from worldscape_jax.diffusion import flow, samplers
 from worldscape_jax.models import vae as vae_lib
@@ -170,7 +171,8 @@ def sample(params, rng, config):
 
 def _cache_path(config) -> str:
     d = config.data
-    key = json.dumps({"data": d.to_dict(), "vae": config.vae.to_dict()}, sort_keys=True, default=str)
+    key = json.dumps({"data": d.to_dict(), "vae": config.vae.to_dict(),
+                      "render_version": getattr(synthworld, "RENDER_VERSION", 1)}, sort_keys=True, default=str)
     return os.path.join(d.cache_dir, f"teacher_latents_{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz")
 
 
