@@ -4,8 +4,9 @@
   python launch/bench_train.py --config configs/flow_dit.py:wan1_3b,bf16 --steps 5   # on a GPU
 
 It builds the stage exactly as launch/train.py does (mesh, shardings, donation), times `--steps`
-steps after `--warmup` untimed ones, and prints one table: the step's FLOPs from XLA's cost
-analysis, the device's peak (training/logging.py), and MFU = FLOPs / step time / peak. No
+steps after `--warmup` untimed ones, and prints one table: the step's matmul FLOPs counted from
+its jaxpr (training/flops.py; XLA's cost analysis, which counts a scanned layer stack once, is shown
+beside it), the device's peak (training/logging.py), and MFU = FLOPs / step time / peak. No
 checkpoints or logs are written. `--json` also writes the figures to a file.
 """
 
@@ -47,7 +48,7 @@ def bench(config, steps: int, warmup: int) -> dict:
         jax.block_until_ready(metrics)
         times.append(time.perf_counter() - start)
     step_s = sorted(times)[len(times) // 2]
-    flops = train_logging.step_flops(compiled)
+    flops = loop.step_flops_per_device(setup, state, batch)
     peak = train_logging.peak_flops_per_device()
     return {
         "device": jax.devices()[0].device_kind,
@@ -59,6 +60,7 @@ def bench(config, steps: int, warmup: int) -> dict:
         "step_s_min": min(times),
         "examples_per_s": config.global_batch / step_s,
         "flops_per_step_per_device": flops,
+        "xla_cost_analysis_flops": train_logging.step_flops(compiled),
         "peak_flops_per_device": peak,
         "mfu": train_logging.mfu(flops, step_s, peak),
         "loss": float(metrics["loss"]),

@@ -114,3 +114,22 @@ def test_logical_to_mesh_spec_follows_rule_order_and_never_reuses_a_mesh_axis():
     assert spec(P(None, "layers", "kv"), rules) == P(None, None, None)
     with pytest.raises(ValueError, match="'embd'"):
         spec(P("embd"), rules)
+
+
+def test_jaxpr_flops_count_matmuls_convolutions_and_scan_lengths():
+    import flax.linen as nn
+
+    from worldscape_jax.training.flops import function_flops
+
+    assert function_flops(lambda a, b: a @ b, jnp.ones((64, 32)), jnp.ones((32, 16))) == 2 * 64 * 32 * 16
+
+    def stack(x, ws):
+        return jax.lax.scan(lambda h, w: (jnp.tanh(h @ w), None), x, ws)[0].sum()
+
+    x, ws = jnp.ones((8, 16)), jnp.ones((5, 16, 16))
+    assert function_flops(stack, x, ws) == 5 * 2 * 8 * 16 * 16
+    # Gradient wrt both: forward + d/dx + d/dW, three matmuls per layer.
+    assert function_flops(jax.grad(stack, argnums=(0, 1)), x, ws) == 3 * 5 * 2 * 8 * 16 * 16
+    conv = nn.Conv(8, (3, 3))
+    params = conv.init(jax.random.key(0), jnp.ones((2, 10, 10, 4)))
+    assert function_flops(conv.apply, params, jnp.ones((2, 10, 10, 4))) == 2 * (2 * 10 * 10 * 8) * 9 * 4

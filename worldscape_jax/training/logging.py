@@ -1,8 +1,10 @@
 """What a run reports: a tqdm progress bar (ETA, loss, throughput, MFU), a JSONL log, TensorBoard.
 
-MFU = (FLOPs of one compiled train step on one device) / (step time) / (that device's peak FLOP/s).
-The FLOP count comes from XLA's cost analysis of the compiled step (`step_flops`); the peaks are
-dense bf16 figures from vendor data sheets (`PEAK_FLOPS`). CPUs have no data-sheet figure: we use a
+MFU = (FLOPs of one train step per device) / (step time) / (that device's peak FLOP/s).
+The loop counts matmul FLOPs from the step's jaxpr (training/flops.py, which sees inside scans);
+`step_flops` reads XLA's cost analysis of a compiled program, which counts a scanned layer stack
+only once and is kept for comparison. The peaks are dense bf16 figures from vendor data sheets
+(`PEAK_FLOPS`). CPUs have no data-sheet figure: we use a
 nominal AVX2-FMA peak (cores x 3 GHz x 32 fp32 FLOP/cycle), so CPU MFU is only a rough indicator.
 
 TensorBoard event files are written with tensorboardX, which does not need TensorFlow. Only process

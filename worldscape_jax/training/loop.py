@@ -5,8 +5,8 @@
   2. derive the state's shardings from `jax.eval_shape` of the init and the logical axis rules;
   3. restore the newest readable checkpoint (state and Grain iterator) into those shardings, or
      initialise the state with `jax.jit(init, out_shardings=...)`;
-  4. compile one train step with explicit in/out shardings and the state donated, read its FLOP
-     count for the MFU estimate, and run it to `config.total_steps`, logging (JSONL, TensorBoard,
+  4. compile one train step with explicit in/out shardings and the state donated, count its
+     matmul FLOPs (training/flops.py) for the MFU estimate, and run it to `config.total_steps`, logging (JSONL, TensorBoard,
      progress bar), checkpointing and writing sample videos on the configured intervals.
 The same code runs on one device, many local devices and many processes (after
 `jax.distributed.initialize`): every process executes it, only process 0 writes logs and media.
@@ -27,6 +27,7 @@ from jax.experimental import multihost_utils
 from worldscape_jax.training import logging as train_logging
 from worldscape_jax.training import media, sharding
 from worldscape_jax.training.checkpointing import Checkpointer
+from worldscape_jax.training.flops import function_flops
 from worldscape_jax.training.optim import make_optimizer
 from worldscape_jax.training.stages import get_stage
 from worldscape_jax.training.step import dtype_from_config, make_train_step
@@ -112,6 +113,12 @@ def compile_step(setup: Setup, state: TrainState, batch: dict, batch_shardings: 
         return jitted.lower(state, batch).compile()
 
 
+def step_flops_per_device(setup: Setup, state: TrainState, batch: dict) -> float:
+    """Matmul FLOPs of one train step (from its jaxpr, scans included) divided over the devices."""
+    with jax.set_mesh(setup.mesh), nn.logical_axis_rules(setup.rules):
+        return function_flops(setup.train_step, state, batch) / jax.device_count()
+
+
 def to_host(x: jax.Array) -> np.ndarray:
     """Gather a (possibly multi-process) array to a numpy array on every process."""
     if getattr(x, "is_fully_addressable", True):
@@ -174,7 +181,7 @@ def train(config: Any, workdir: str, hooks: Sequence[tuple[int, Hook]] = ()) -> 
             batch, batch_shardings = to_global_batch(next(data_iter), setup.mesh)
             if compiled is None:
                 compiled = compile_step(setup, state, batch, batch_shardings)
-                flops = train_logging.step_flops(compiled)
+                flops = step_flops_per_device(setup, state, batch)
             state, metrics = compiled(state, batch)
             step += 1
             if _should(config.log.every_steps, step) or step == config.total_steps:
