@@ -48,16 +48,31 @@ def tile_clips(videos: np.ndarray) -> np.ndarray:
 
 def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int = 8) -> None:
     """Encode uint8 frames [F, H, W, 3] as H.264 mp4 (sizes padded to even numbers for yuv420p)."""
-    import imageio.v2 as imageio  # deferred: only sample hooks need ffmpeg
+    import imageio_ffmpeg  # deferred: only sample hooks need ffmpeg (bundled with the package)
 
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"media.write_mp4({path}): expected uint8 [F, H, W, 3], got {frames.dtype} {frames.shape}")
     pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
     frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-    with imageio.get_writer(os.fspath(path), fps=fps, codec="libx264", macro_block_size=1) as writer:
-        for frame in frames:
-            writer.append_data(frame)
+    height, width = frames.shape[1:3]
+    writer = imageio_ffmpeg.write_frames(
+        os.fspath(path), (width, height), fps=fps, codec="libx264", macro_block_size=1, quality=8
+    )
+    writer.send(None)  # start the ffmpeg process
+    for frame in frames:
+        writer.send(np.ascontiguousarray(frame).tobytes())
+    writer.close()
+
+
+def read_mp4(path: str | os.PathLike) -> np.ndarray:
+    """Decode an mp4 to uint8 frames [F, H, W, 3] (for tests and quick looks)."""
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(os.fspath(path))
+    meta = next(reader)
+    width, height = meta["size"]
+    return np.stack([np.frombuffer(buf, np.uint8).reshape(height, width, 3) for buf in reader])
 
 
 def write_samples(directory: str | os.PathLike, name: str, videos: np.ndarray, fps: int = 8) -> tuple[str, str]:
