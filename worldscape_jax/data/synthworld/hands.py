@@ -153,7 +153,7 @@ def project_points(points: np.ndarray, c2w: np.ndarray, intrinsics: np.ndarray, 
 
 
 def manipulation_clip(scene_seed: int, num_frames: int, height: int, width: int, intrinsics: np.ndarray,
-                      trajectory: str | None, traj_seed: int) -> dict[str, np.ndarray]:
+                      trajectory: str | None, traj_seed: int, supersample: int = 1) -> dict[str, np.ndarray]:
     """The manipulation clip of `clips.generate_clip` (see there for the keys)."""
     from worldscape_jax.data.synthworld.clips import camera_path, clip_arrays
 
@@ -171,7 +171,7 @@ def manipulation_clip(scene_seed: int, num_frames: int, height: int, width: int,
         capsule_b=per_frame.capsule_b.at[:, hand_slots].set(jnp.asarray(np.stack([c[1] for c in capsules]), jnp.float32)),
         capsule_radius=per_frame.capsule_radius.at[:, hand_slots].set(jnp.asarray(np.stack([c[2] for c in capsules]))),
     )
-    frames = render_dynamic_frames(per_frame, c2w, intrinsics, height, width)
+    frames = render_dynamic_frames(per_frame, c2w, intrinsics, height, width, supersample)
     keypoints_2d = project_points(keypoints, c2w, intrinsics, height, width)
     return {
         **clip_arrays(frames, c2w, intrinsics, scene_seed),

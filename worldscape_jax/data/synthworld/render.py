@@ -6,10 +6,24 @@ fixed directional light plus ambient; emissive materials (the sky) are not shade
 solid patterns of the hit point in the primitive's own frame (so they move with the primitive),
 with the normal component removed on flat faces so that a face shows a 2-D pattern.
 
+Anti-aliasing (`supersample` = n rays per pixel, supersampling.py): one ray per pixel puts a texture
+or object edge in a whole pixel or not at all, so edges jitter by about +-0.5 px between frames. With
+n > 1 the RGB of a pixel is the mean colour of n sub-pixel rays spread over the pixel's square (a box
+filter) on an "n-rooks" lattice, which locates any axis-aligned edge to 1/n pixel. A sub-pixel ray is
+the pixel-centre ray of the same camera with its principal point shifted by the offset, so the
+normalised intrinsics describe the image unchanged. Depth and the primitive index always come from
+the single ray through the pixel centre (exact z-depth; the Plücker ray of a pixel hits the drawn
+point); for odd n that ray is also the pattern's centre sample and is cast once. n = 1 is plain
+point sampling. Cost grows linearly in n (launch/bench_render.py).
+
 Depth is z-depth: the hit point's coordinate along the camera's optical axis (+z of the camera),
 not the Euclidean distance along the ray. A fronto-parallel plane at distance Z has depth Z at
 every pixel. A pixel that hits nothing (impossible in closed SynthWorld scenes) gets depth 0 and
 black. Everything is float32.
+
+`RENDER_VERSION` changes whenever the pixels a given call renders change (a cache of rendered or
+encoded SynthWorld data must include it in its key). History: 1 point-sampled RGB; 2 anti-aliased RGB
+(`clips.DEFAULT_SUPERSAMPLE` rays per pixel by default).
 """
 
 from __future__ import annotations
@@ -23,8 +37,10 @@ from flax import struct
 from jaxtyping import Array, Float, Int
 
 from worldscape_jax.data.synthworld.scenes import Scene
+from worldscape_jax.data.synthworld.supersampling import subpixel_offsets
 from worldscape_jax.geometry.plucker import world_rays
 
+RENDER_VERSION = 2
 EPS = 1e-4
 NO_HIT = 1e9
 LIGHT_DIRECTION = (0.35, -0.85, 0.4)  # towards the light; world y is down, so the light is above
@@ -214,30 +230,77 @@ def cast_rays(scene: Scene, origin: Float[Array, "r 3"], direction: Float[Array,
     return jnp.where(hit, t, 0.0), rgb, jnp.where(hit, index, -1)
 
 
+def shifted_intrinsics(intrinsics: Float[Array, "4"], offset: np.ndarray, height: int, width: int) -> Float[Array, "4"]:
+    """Normalised intrinsics whose pixel-centre rays pass through centre + offset (pixels) instead."""
+    shift = jnp.asarray([0.0, 0.0, offset[0] / width, offset[1] / height], jnp.float32)
+    return intrinsics - shift
+
+
+def supersampled_rgb(scene: Scene, c2w, intrinsics, height: int, width: int, supersample: int,
+                     centre_rgb: Float[Array, "r 3"]) -> Float[Array, "r 3"]:
+    """Box-filtered RGB [H*W, 3]: the mean colour of the `supersample` sub-pixel rays of every pixel.
+
+    Rays are cast one sub-pixel position at a time (`lax.map`), which keeps the working set of one
+    position in cache; the centre ray's colour is reused when the pattern contains the centre.
+    """
+    offsets = subpixel_offsets(supersample)
+    has_centre = bool(np.any(np.all(offsets == 0.0, axis=1)))
+    if has_centre:
+        offsets = offsets[np.any(offsets != 0.0, axis=1)]
+    shifted = jnp.stack([shifted_intrinsics(intrinsics, offset, height, width) for offset in offsets])
+
+    def colour_at(sub_intrinsics):
+        origin, direction = world_rays(c2w, sub_intrinsics, height, width)
+        return cast_rays(scene, origin.reshape(-1, 3), direction.reshape(-1, 3))[1]
+
+    total = jnp.sum(jax.lax.map(colour_at, shifted), axis=0)
+    if has_centre:
+        total = total + centre_rgb
+    return total / len(subpixel_offsets(supersample))
+
+
 def render_frame(scene: Scene, c2w: Float[Array, "4 4"], intrinsics: Float[Array, "4"], height: int,
-                 width: int) -> Frame:
-    """Renders one view (not jitted on its own; see `render_frames`)."""
+                 width: int, supersample: int = 1) -> Frame:
+    """Renders one view (not jitted on its own; see `render_frames`); RGB averaged over `supersample` rays."""
     origin, direction = world_rays(c2w, intrinsics, height, width)
     t, rgb, index = cast_rays(scene, origin.reshape(-1, 3), direction.reshape(-1, 3))
+    if supersample > 1:
+        rgb = supersampled_rgb(scene, c2w, intrinsics, height, width, supersample, rgb)
     optical_axis = c2w[:3, 2]
     z_depth = t * (direction.reshape(-1, 3) @ optical_axis)
     return Frame(rgb=rgb.reshape(height, width, 3), depth=z_depth.reshape(height, width),
                  primitive=index.reshape(height, width))
 
 
-@functools.partial(jax.jit, static_argnames=("height", "width"))
+def _check_supersample(supersample) -> int:
+    subpixel_offsets(supersample)  # raises for a bad value
+    return int(supersample)
+
+
+@functools.partial(jax.jit, static_argnames=("height", "width", "supersample"))
+def _render_frames(scene, c2w, intrinsics, height, width, supersample):
+    return jax.lax.map(lambda args: render_frame(scene, *args, height, width, supersample), (c2w, intrinsics))
+
+
+@functools.partial(jax.jit, static_argnames=("height", "width", "supersample"))
+def _render_dynamic_frames(scenes, c2w, intrinsics, height, width, supersample):
+    return jax.lax.map(lambda args: render_frame(*args, height, width, supersample), (scenes, c2w, intrinsics))
+
+
 def render_frames(scene: Scene, c2w: Float[Array, "f 4 4"], intrinsics: Float[Array, "f 4"], height: int,
-                  width: int) -> Frame:
+                  width: int, supersample: int = 1) -> Frame:
     """Renders F views of one static scene: rgb [F, H, W, 3], depth [F, H, W], primitive [F, H, W].
 
-    Frames are mapped sequentially (`lax.map`) rather than vmapped: one frame's working set stays
-    in the CPU cache, which is several times faster than one huge batch (launch/bench_render.py).
+    `supersample`: rays per pixel whose colours are averaged (1 = point sampling, see the module
+    docstring); depth and primitive come from the pixel-centre ray whatever it is. Frames are mapped
+    sequentially (`lax.map`) rather than vmapped: one frame's working set stays in the CPU cache,
+    which is several times faster than one huge batch (launch/bench_render.py). Jitted per
+    (height, width, supersample).
     """
-    return jax.lax.map(lambda args: render_frame(scene, *args, height, width), (c2w, intrinsics))
+    return _render_frames(scene, c2w, intrinsics, height, width, _check_supersample(supersample))
 
 
-@functools.partial(jax.jit, static_argnames=("height", "width"))
 def render_dynamic_frames(scenes: Scene, c2w: Float[Array, "f 4 4"], intrinsics: Float[Array, "f 4"],
-                          height: int, width: int) -> Frame:
+                          height: int, width: int, supersample: int = 1) -> Frame:
     """Renders F views where the scene itself changes per frame (every `scenes` leaf has a leading F)."""
-    return jax.lax.map(lambda args: render_frame(*args, height, width), (scenes, c2w, intrinsics))
+    return _render_dynamic_frames(scenes, c2w, intrinsics, height, width, _check_supersample(supersample))
