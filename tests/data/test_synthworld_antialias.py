@@ -52,10 +52,10 @@ def test_antialiasing_approaches_a_dense_reference_and_keeps_the_centre_ray_dept
     scene = navigation_scene(2)
     c2w = clips.family_path("orbit", 3, 1, clips.start_pose(1))
     intr = np.tile(intrinsics_from_fov(70.0, 16, 16), (3, 1))
-    frames = {n: render_frames(scene, c2w, intr, 16, 16, n) for n in (1, 9, 49)}
-    error = {n: np.abs(np.asarray(frames[n].rgb) - np.asarray(frames[49].rgb)).mean() for n in (1, 9)}
+    frames = {n: render_frames(scene, c2w, intr, 16, 16, n) for n in (1, 9, 25)}
+    error = {n: np.abs(np.asarray(frames[n].rgb) - np.asarray(frames[25].rgb)).mean() for n in (1, 9)}
     assert error[9] < 0.5 * error[1], error
-    for n in (9, 49):
+    for n in (9, 25):
         np.testing.assert_allclose(np.asarray(frames[n].depth), np.asarray(frames[1].depth), rtol=1e-6)
         np.testing.assert_array_equal(np.asarray(frames[n].primitive), np.asarray(frames[1].primitive))
 

@@ -6,15 +6,19 @@ that was asked for, so the path must be recovered from pixels. The video is cut 
 clips have 1 + 4k frames, so blocks split them exactly). For each block:
 
 1. Frames are turned grey, upsampled (bicubic) so the short side is at least `min_side` (LK gets
-   sub-pixel accuracy at 64x64) and blurred by `blur_sigma_px` input pixels (tames the aliasing of
-   point-sampled renders). Shi-Tomasi corners (`cv2.goodFeaturesToTrack`) of the block's first frame
-   are tracked frame by frame to its last frame with pyramidal Lucas-Kanade
-   (`cv2.calcOpticalFlowPyrLK`) and back; a track is kept if it returns within `forward_backward_px`.
-2. Model selection (as ORB-SLAM chooses between homography and fundamental matrix): a pure rotation
-   is fitted to the bearing vectors in closed form (Kabsch). If it explains the tracks to within
-   `rotation_only_px` (at the `rotation_only_quantile` of the errors) the block is a pure turn and
-   its translation is exactly zero; an essential matrix cannot tell a direction of travel without
-   parallax.
+   sub-pixel accuracy at 64x64) and blurred by `blur_sigma_px` input pixels (tames what aliasing
+   is left). Shi-Tomasi corners (`cv2.goodFeaturesToTrack`) of the block's first frame are tracked
+   frame by frame to its last frame with pyramidal Lucas-Kanade (`cv2.calcOpticalFlowPyrLK`, a
+   window of `lk_window_px` input pixels) and back; a track is kept if it returns within
+   `forward_backward_px`.
+2. Model selection, pure turn or travel (in the spirit of Torr's GRIC, which ORB-SLAM also uses to
+   choose between homography and fundamental matrix): a pure rotation is fitted to the bearing
+   vectors in closed form (Kabsch) and an essential matrix by RANSAC; `turn_evidence` compares
+   their truncated squared residuals in units of the tracking noise `selection_sigma_px`. At most
+   `selection_threshold` means a pure turn, whose translation is exactly zero: an essential matrix
+   cannot tell a direction of travel without parallax. Comparing the two models, rather than
+   thresholding the rotation's residual alone, keeps a slow walk past far scenery (where only the
+   few near points, such as the floor at the bottom of the frame, show parallax) apart from a turn.
 3. Otherwise the essential matrix (`cv2.findEssentialMat`, RANSAC, on normalised coordinates, so
    every frame may have its own intrinsics) and `cv2.recoverPose` give the rotation and the unit
    direction of travel.
@@ -62,12 +66,12 @@ class VOConfig:
     quality_level: float = 0.005
     min_distance_px: float = 1.0
     block_size: int = 5
-    lk_window: int = 21
+    lk_window_px: float = 10.0
     lk_levels: int = 3
     forward_backward_px: float = 0.15
     min_tracks: int = 12
-    rotation_only_px: float = 0.2
-    rotation_only_quantile: float = 0.5
+    selection_sigma_px: float = 0.25
+    selection_threshold: float = 0.6
     ransac_threshold_px: float = 0.1
     ransac_confidence: float = 0.999
 
@@ -112,9 +116,16 @@ def prepare_frame(frame: np.ndarray, scale: float, blur_sigma_px: float) -> np.n
     return np.clip(grey, 0, 255).astype(np.uint8)
 
 
-def _lk(grey_a: np.ndarray, grey_b: np.ndarray, points: np.ndarray, config: VOConfig) -> tuple[np.ndarray, np.ndarray]:
+def lk_window(config: VOConfig, scale: float) -> int:
+    """LK window side in pixels of the upsampled frames: `lk_window_px` input pixels, odd, at least 5."""
+    return max(5, 2 * round(config.lk_window_px * scale / 2) + 1)
+
+
+def _lk(grey_a: np.ndarray, grey_b: np.ndarray, points: np.ndarray, config: VOConfig,
+        scale: float) -> tuple[np.ndarray, np.ndarray]:
+    window = lk_window(config, scale)
     moved, status, _ = cv2.calcOpticalFlowPyrLK(
-        grey_a, grey_b, points, None, winSize=(config.lk_window, config.lk_window), maxLevel=config.lk_levels,
+        grey_a, grey_b, points, None, winSize=(window, window), maxLevel=config.lk_levels,
         criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 40, 0.003))
     return moved, status.ravel() == 1
 
@@ -132,11 +143,11 @@ def track_through(greys: list[np.ndarray], config: VOConfig, scale: float) -> tu
     alive = np.ones(len(corners), bool)
     points = corners
     for grey_a, grey_b in zip(greys[:-1], greys[1:]):
-        points, ok = _lk(grey_a, grey_b, points, config)
+        points, ok = _lk(grey_a, grey_b, points, config, scale)
         alive &= ok
     end = points
     for grey_a, grey_b in zip(greys[:0:-1], greys[-2::-1]):
-        points, ok = _lk(grey_a, grey_b, points, config)
+        points, ok = _lk(grey_a, grey_b, points, config, scale)
         alive &= ok
     error = np.linalg.norm((points - corners).reshape(-1, 2), axis=1)
     keep = alive & (error < config.forward_backward_px * scale)
@@ -179,38 +190,71 @@ def _rotation_error(rotation: np.ndarray, bearings_a: np.ndarray, norm_b: np.nda
     return np.linalg.norm(predicted - norm_b, axis=1)
 
 
-def essential_motion(norm_a: np.ndarray, norm_b: np.ndarray, threshold: float,
-                     config: VOConfig) -> tuple[np.ndarray, np.ndarray] | None:
-    """(R, unit t) with x_b = R x_a + t from the essential matrix, or None when it cannot be estimated.
+def sampson_distance(essential: np.ndarray, norm_a: np.ndarray, norm_b: np.ndarray) -> np.ndarray:
+    """First-order distance of each correspondence to the epipolar constraint x_b^T E x_a = 0 (normalised units)."""
+    homogeneous_a = np.concatenate([norm_a, np.ones((len(norm_a), 1))], axis=1)
+    homogeneous_b = np.concatenate([norm_b, np.ones((len(norm_b), 1))], axis=1)
+    line_b, line_a = homogeneous_a @ essential.T, homogeneous_b @ essential
+    residual = np.sum(homogeneous_b * line_b, axis=1)
+    gradient = line_b[:, 0] ** 2 + line_b[:, 1] ** 2 + line_a[:, 0] ** 2 + line_a[:, 1] ** 2
+    return np.abs(residual) / np.sqrt(np.maximum(gradient, 1e-30))
+
+
+def fit_essential(norm_a: np.ndarray, norm_b: np.ndarray, threshold: float,
+                  config: VOConfig) -> tuple[np.ndarray, np.ndarray] | None:
+    """(E, RANSAC inlier mask) for normalised correspondences, or None when RANSAC finds too few inliers.
 
     `threshold` is the RANSAC epipolar distance in normalised image units.
     """
-    identity = np.eye(3)
-    essential, mask = cv2.findEssentialMat(norm_a, norm_b, identity, cv2.RANSAC, config.ransac_confidence,
+    essential, mask = cv2.findEssentialMat(norm_a, norm_b, np.eye(3), cv2.RANSAC, config.ransac_confidence,
                                            threshold)
     if essential is None or essential.shape[0] < 3 or mask is None or int(mask.sum()) < config.min_tracks:
         return None
+    return essential[:3], mask
+
+
+def essential_motion(norm_a: np.ndarray, norm_b: np.ndarray, essential: np.ndarray, mask: np.ndarray,
+                     config: VOConfig) -> tuple[np.ndarray, np.ndarray] | None:
+    """(R, unit t) with x_b = R x_a + t from an essential matrix (cheirality test), or None when too few
+    RANSAC inliers lie in front of both cameras."""
     # distanceThresh bounds triangulated depth in baselines; the default (50) rejects almost every
     # point when the camera moves a few centimetres past scenery metres away.
-    inliers, rotation, translation, _, _ = cv2.recoverPose(essential[:3], norm_a, norm_b, identity,
+    inliers, rotation, translation, _, _ = cv2.recoverPose(essential, norm_a, norm_b, np.eye(3),
                                                           distanceThresh=CHIRALITY_MAX_DEPTH, mask=mask)
     if inliers < config.min_tracks // 2:
         return None
     return rotation, translation.ravel() / max(np.linalg.norm(translation), 1e-12)
 
 
+def turn_evidence(rotation_error_px: np.ndarray, essential_error_px: np.ndarray | None, sigma_px: float) -> float:
+    """How much better the essential matrix explains the tracks than a pure rotation (GRIC-style).
+
+    Mean truncated squared residual of the rotation-only model (2-D transfer error, capped at 4 as in
+    Torr's GRIC for a 2-dimensional model) minus that of the essential model (1-D Sampson distance,
+    capped at 2), both in units of the tracking noise `sigma_px`. Noise alone gives a small value;
+    parallax of near points raises it, even when most tracks lie on far scenery that shows none.
+    Without an essential matrix every track counts at its cap.
+    """
+    rotation_term = np.mean(np.minimum((rotation_error_px / sigma_px) ** 2, 4.0))
+    if essential_error_px is None:
+        return float(rotation_term - 2.0)
+    return float(rotation_term - np.mean(np.minimum((essential_error_px / sigma_px) ** 2, 2.0)))
+
+
 def block_motion(norm_a: np.ndarray, norm_b: np.ndarray, focal_input_px: float,
                  config: VOConfig) -> tuple[np.ndarray, np.ndarray, bool] | None:
     """Motion of one block: (R, t, pure_turn) with x_b = R x_a + t, |t| in {0, 1}; None on failure.
 
-    Pure turn when the rotation-only model explains the `rotation_only_quantile` of the tracks to within
-    `rotation_only_px` input pixels (a high quantile, because far scenery shows no parallax even when
-    the camera walks).
+    Pure turn when `turn_evidence` (rotation-only vs essential-matrix residuals, in units of
+    `selection_sigma_px` input pixels) is at most `selection_threshold`; then t is exactly zero,
+    because an essential matrix cannot tell a direction of travel without parallax.
     """
     rotation, error = rotation_only_fit(norm_a, norm_b)
-    if np.quantile(error, config.rotation_only_quantile) * focal_input_px <= config.rotation_only_px:
+    essential = fit_essential(norm_a, norm_b, config.ransac_threshold_px / focal_input_px, config)
+    essential_error = None if essential is None else sampson_distance(essential[0], norm_a, norm_b) * focal_input_px
+    if turn_evidence(error * focal_input_px, essential_error, config.selection_sigma_px) <= config.selection_threshold:
         return rotation, np.zeros(3), True
-    motion = essential_motion(norm_a, norm_b, config.ransac_threshold_px / focal_input_px, config)
+    motion = None if essential is None else essential_motion(norm_a, norm_b, *essential, config)
     return None if motion is None else (*motion, False)
 
 
