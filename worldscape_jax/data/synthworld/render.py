@@ -236,8 +236,8 @@ def shifted_intrinsics(intrinsics: Float[Array, "4"], offset: np.ndarray, height
     return intrinsics - shift
 
 
-def supersampled_rgb(scene: Scene, c2w, intrinsics, height: int, width: int, supersample: int,
-                     centre_rgb: Float[Array, "r 3"]) -> Float[Array, "r 3"]:
+def supersampled_rgb(scene: Scene, c2w: Float[Array, "4 4"], intrinsics: Float[Array, "4"], height: int,
+                     width: int, supersample: int, centre_rgb: Float[Array, "r 3"]) -> Float[Array, "r 3"]:
     """Box-filtered RGB [H*W, 3]: the mean colour of the `supersample` sub-pixel rays of every pixel.
 
     Rays are cast one sub-pixel position at a time (`lax.map`), which keeps the working set of one
@@ -256,7 +256,7 @@ def supersampled_rgb(scene: Scene, c2w, intrinsics, height: int, width: int, sup
     total = jnp.sum(jax.lax.map(colour_at, shifted), axis=0)
     if has_centre:
         total = total + centre_rgb
-    return total / len(subpixel_offsets(supersample))
+    return total / supersample
 
 
 def render_frame(scene: Scene, c2w: Float[Array, "4 4"], intrinsics: Float[Array, "4"], height: int,
