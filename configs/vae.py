@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from worldscape_jax.models.vae_config import get_vae_config
 from worldscape_jax.training.defaults import trainer_config
 
 
@@ -19,7 +20,11 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         raise ValueError(f"configs/vae.py: the argument is a VAE preset, 'tiny' or 'wan2_1'; got {arg!r}")
     tiny = preset == "tiny"
     config = trainer_config("vae", total_steps=6000 if tiny else 2000, global_batch=8 if tiny else 4)
-    config.model = ml_collections.ConfigDict(dict(preset=preset))
+    shape = get_vae_config(preset)
+    # The preset's shape, spelled out so that flags can change it (--config.model.dim=16).
+    config.model = ml_collections.ConfigDict(dict(
+        preset=preset, dim=shape.dim, dim_mult=shape.dim_mult, num_res_blocks=shape.num_res_blocks,
+        temporal_downsample=shape.temporal_downsample, z_dim=shape.z_dim))
     config.data = ml_collections.ConfigDict(dict(
         frames=9 if tiny else 17, height=64 if tiny else 480, width=64 if tiny else 832,
         num_clips=256 if tiny else 64, heldout_clips=16,

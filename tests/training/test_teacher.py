@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from worldscape_jax.configs import teacher as teacher_config
+from worldscape_jax.configs import vae as vae_configs
 from worldscape_jax.models import vae as vae_lib
 from worldscape_jax.models.conditioning import control_video, encode_conditions
 from worldscape_jax.models.vae_config import get_vae_config
@@ -48,7 +49,7 @@ def toy_teacher_config(tmp_path):
     """The tiny teacher at a toy size, with a random (untrained) tiny VAE exported to tmp_path."""
     vae_dir = str(tmp_path / "vae")
     cfg = teacher_config.get_config("tiny")
-    export_params(vae_lib.init_params(get_vae_config("tiny"), jax.random.key(0)), vae_dir, cfg)
+    export_params(vae_lib.init_params(get_vae_config("tiny"), jax.random.key(0)), vae_dir, vae_configs.get_config("tiny"))
     cfg.vae.checkpoint = vae_dir
     cfg.data.update(frames=5, height=32, width=32, num_clips=3, cache_dir=str(tmp_path / "cache"))
     cfg.model.num_layers = 1

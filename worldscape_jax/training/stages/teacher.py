@@ -14,7 +14,6 @@ latents [B, T, h, w, 16], cond [B, T, h, w, 32], c2w [B, F, 4, 4] (world) and in
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import json
@@ -31,9 +30,9 @@ from worldscape_jax.diffusion import flow, samplers
 from worldscape_jax.models import vae as vae_lib
 from worldscape_jax.models.conditioning import camera_input, encode_conditions
 from worldscape_jax.models.dit import build_dit
-from worldscape_jax.models.vae_config import get_vae_config
 from worldscape_jax.training.data_iter import indexed_batches
 from worldscape_jax.training.export import load_exported
+from worldscape_jax.training.stages import vae as vae_stage
 
 ASSET_PREFIX = "asset:"
 
@@ -48,13 +47,13 @@ def resolve_asset(path: str) -> str:
 
 @functools.lru_cache(maxsize=4)
 def load_vae(checkpoint: str, preset: str):
-    """(params, VAEConfig) of an exported VAE; the config's latent statistics come from the export."""
+    """(params, VAEConfig) of an exported VAE. Its shape and latent statistics come from the export's
+    config (the VAE stage's); `preset` must name the preset it was built from."""
     params, exported = load_exported(resolve_asset(checkpoint))
-    vae_config = get_vae_config(preset)
-    stats = exported.get("vae_stats") if hasattr(exported, "get") else None
-    if stats is not None:
-        vae_config = dataclasses.replace(vae_config, latent_mean=tuple(stats["mean"]), latent_std=tuple(stats["std"]))
-    return params.get("params", params), vae_config
+    if exported.model.preset != preset:
+        raise ValueError(f"config.vae.preset is {preset!r} but the VAE export {checkpoint} was trained from "
+                         f"preset {exported.model.preset!r}")
+    return params.get("params", params), vae_stage.vae_config(exported)
 
 
 def _model(config):

@@ -15,6 +15,7 @@ report, and `latent_statistics` gives the per-channel mean/std that go into the 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -24,12 +25,22 @@ from tqdm import tqdm
 
 from worldscape_jax.data.synthworld import generate_clip, split_of
 from worldscape_jax.models.vae import WanVAE, check_video
-from worldscape_jax.models.vae_config import get_vae_config
+from worldscape_jax.models.vae_config import VAEConfig, get_vae_config
 from worldscape_jax.training.data_iter import indexed_batches
 
 
-def vae_config(config):
-    return get_vae_config(config.model.preset)
+def vae_config(config) -> VAEConfig:
+    """The preset named by `config.model.preset`, with any other `config.model` field overriding it
+    (e.g. `--config.model.dim=16`); exported VAEs carry this config, so loading rebuilds the same shape."""
+    overrides = {k: tuple(v) if isinstance(v, (list, tuple)) else v
+                 for k, v in config.model.items() if k != "preset"}
+    stats = config.get("vae_stats")
+    if stats is not None:
+        overrides.update(latent_mean=tuple(stats["mean"]), latent_std=tuple(stats["std"]))
+    try:
+        return dataclasses.replace(get_vae_config(config.model.preset), **overrides)
+    except TypeError as e:
+        raise ValueError(f"config.model: {e}; fields are those of VAEConfig (models/vae_config.py)") from e
 
 
 def to_signed(video_uint8):
@@ -79,7 +90,8 @@ def split_seeds(split: str, count: int, start: int = 0) -> list[int]:
 def _clips(split: str, count: int, frames: int, height: int, width: int) -> np.ndarray:
     """uint8 [count, F, H, W, 3] SynthWorld clips of `split`, rendered once per process."""
     seeds = split_seeds(split, count)
-    videos = [generate_clip(s, frames, height, width)["video"] for s in tqdm(seeds, desc=f"SynthWorld {split} clips")]
+    videos = [generate_clip(s, frames, height, width, traj_seed=s)["video"]  # traj_seed varies the path family
+              for s in tqdm(seeds, desc=f"SynthWorld {split} clips")]
     return np.stack(videos)
 
 
@@ -96,9 +108,9 @@ def make_dataset(config, process_index, process_count):
     return indexed_batches(example, config.global_batch, process_index, process_count)
 
 
-@functools.partial(jax.jit, static_argnames="preset")
-def _reconstruct(params, video, preset):
-    model = WanVAE(get_vae_config(preset))
+@functools.partial(jax.jit, static_argnames="vae_cfg")
+def _reconstruct(params, video, vae_cfg: VAEConfig):
+    model = WanVAE(vae_cfg)
     mu, _, _ = model.apply({"params": params}, video, method=WanVAE.encode_moments)
     return jnp.clip(model.apply({"params": params}, mu, method=WanVAE.decode_latents)[0], -1.0, 1.0)
 
@@ -110,7 +122,7 @@ def heldout_psnr(params, config, count: int | None = None) -> float:
     psnrs = []
     for video in videos:
         x = to_signed(video[None])
-        mse = float(jnp.mean((_reconstruct(params, x, config.model.preset) - x) ** 2))
+        mse = float(jnp.mean((_reconstruct(params, x, vae_config(config)) - x) ** 2))
         psnrs.append(10.0 * np.log10(4.0 / max(mse, 1e-10)))
     return float(np.mean(psnrs))
 
@@ -130,6 +142,6 @@ def sample(params, rng, config):
     del rng
     d = config.data
     videos = _clips("heldout", config.sample.count, d.frames, d.height, d.width)
-    recon = np.asarray(_reconstruct(params, to_signed(videos), config.model.preset))
+    recon = np.asarray(_reconstruct(params, to_signed(videos), vae_config(config)))
     recon = np.clip(np.round((recon + 1.0) * 127.5), 0, 255).astype(np.uint8)
     return np.concatenate([videos, recon], axis=3)
