@@ -69,8 +69,8 @@ class CameraEncoder(nn.Module):
                     bias_init=logical(nn.initializers.zeros_init(), ("embed",)))(x)
         for i in range(self.res_blocks):
             x = ResidualConvBlock(self.dim, name=f"res_block_{i}")(x)
-        x = nn.Dense(self.dim, name="proj_out", kernel_init=logical(nn.initializers.zeros_init(), ("embed", "embed")),
-                     bias_init=logical(nn.initializers.zeros_init(), ("embed",)))(x)
+        x = nn.Dense(self.dim, name="proj_out", kernel_init=logical(nn.initializers.zeros_init(), ("embed", "mlp")),
+                     bias_init=logical(nn.initializers.zeros_init(), ("mlp",)))(x)
         return rearrange(x, "b f h w d -> b (f h w) d").astype(jnp.float32)
 
 

@@ -296,7 +296,7 @@ class WanDiT(nn.Module):
             raise ValueError(f"DiT: timesteps must be per latent frame [B, {frames}], got {timesteps.shape}")
         emb = sinusoidal_embedding(timesteps, c.freq_dim)
         e = Linear(c.dim, (None, "embed"), name="time_embedding_0")(emb)
-        e = Linear(c.dim, ("embed", "embed"), name="time_embedding_2")(nn.silu(e))
+        e = Linear(c.dim, ("embed", "mlp"), name="time_embedding_2")(nn.silu(e))
         e0 = Linear(6 * c.dim, ("embed", "mlp"), name="time_projection")(nn.silu(e))
         return e, e0.reshape(*e0.shape[:2], 6, 1, c.dim)  # [B, F, 6, 1, D]: broadcasts over a frame's tokens
 
@@ -305,7 +305,7 @@ class WanDiT(nn.Module):
         if text.shape[-1] != c.text_dim:
             raise ValueError(f"DiT: text embeddings have width {text.shape[-1]}, config.text_dim is {c.text_dim}")
         h = Linear(c.dim, ("text_embed", "embed"), dtype=c.dtype, name="text_embedding_0")(text.astype(c.dtype))
-        return Linear(c.dim, ("embed", "embed"), dtype=c.dtype, name="text_embedding_2")(gelu_tanh(h))
+        return Linear(c.dim, ("embed", "mlp"), dtype=c.dtype, name="text_embedding_2")(gelu_tanh(h))
 
     def _embed_image(self, clip):
         c = self.cfg
