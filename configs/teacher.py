@@ -40,6 +40,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     config.optim.warmup_steps = 100
     config.optim.weight_decay = 0.01
     config.ema.decay = 0.999 if tiny else 0.9999
+    config.ema.start_step = 1000 if tiny else 2000  # before it the EMA copies the params (no init in the average)
     config.precision.compute_dtype = config.model.dtype
     config.checkpoint.every_steps = 500
     config.log.every_steps = 25

@@ -19,15 +19,27 @@ _EMA = flags.DEFINE_bool("ema", True, "Export the EMA parameters when the run ke
 flags.mark_flags_as_required(["config", "workdir", "out"])
 
 
+def metadata_summary(config) -> dict:
+    return {k: config[k] for k in ("exported_step", "heldout_psnr") if k in config}
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)
     from worldscape_jax.training.export import export_params, restore_trained_params
+    from worldscape_jax.training.stages import get_stage
 
-    params, step = restore_trained_params(_CONFIG.value, _WORKDIR.value, use_ema=_EMA.value)
+    config = _CONFIG.value.copy_and_resolve_references()
+    params, step = restore_trained_params(config, _WORKDIR.value, use_ema=_EMA.value)
+    metadata = getattr(get_stage(config.stage), "export_metadata", None)
+    if metadata is not None:  # e.g. the VAE's latent statistics, which loading needs
+        with config.unlocked():
+            config.update(metadata(params, config))
+            config.exported_step = step
+        print("export: " + ", ".join(f"{k}={v}" for k, v in metadata_summary(config).items()))
     log = os.path.join(_WORKDIR.value, "metrics.jsonl")
-    export_params(params, _OUT.value, _CONFIG.value, log if os.path.isfile(log) else None)
+    export_params(params, _OUT.value, config, log if os.path.isfile(log) else None)
     size = os.path.getsize(os.path.join(_OUT.value, "params.msgpack"))
     print(f"export: step {step} of {_WORKDIR.value} -> {_OUT.value} ({size / 1e6:.2f} MB of params)")
 

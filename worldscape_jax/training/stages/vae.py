@@ -145,3 +145,9 @@ def sample(params, rng, config):
     recon = np.asarray(_reconstruct(params, to_signed(videos), vae_config(config)))
     recon = np.clip(np.round((recon + 1.0) * 127.5), 0, 255).astype(np.uint8)
     return np.concatenate([videos, recon], axis=3)
+
+
+def export_metadata(params, config) -> dict:
+    """Written into the export's config: the latent statistics (so `encode` normalises latents to
+    ~N(0, 1), the space the DiT works in) and the held-out reconstruction PSNR."""
+    return {"vae_stats": latent_statistics(params, config), "heldout_psnr": heldout_psnr(params, config)}
