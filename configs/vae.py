@@ -19,7 +19,11 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     if preset not in ("tiny", "wan2_1"):
         raise ValueError(f"configs/vae.py: the argument is a VAE preset, 'tiny' or 'wan2_1'; got {arg!r}")
     tiny = preset == "tiny"
-    # tiny: the recipe of the committed worldscape_jax/assets/vae_tiny (1000 steps, ~30 min on 2 CPU cores)
+    # tiny: the first phase of the committed worldscape_jax/assets/vae_tiny (1000 steps on 5-frame clips,
+    # ~30 min on 2 CPU cores). A VAE that only saw 5-frame clips fails past frame 5 (every group's history
+    # was frame 0), so the asset then resumed the same workdir for 220 steps on 9-frame clips:
+    #   --config.total_steps=1220 --config.data.frames=9 --config.optim.schedule=constant
+    #   --config.optim.lr=3e-4 --config.data.num_clips=128 (the export's config.json and log record both).
     config = trainer_config("vae", total_steps=1000 if tiny else 2000, global_batch=8 if tiny else 4)
     shape = get_vae_config(preset)
     # The preset's shape, spelled out so that flags can change it (--config.model.dim=16).

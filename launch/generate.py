@@ -1,7 +1,7 @@
 """Generate camera-controlled video with the tiny teacher on held-out SynthWorld scenes, and score it.
 
-  python launch/generate.py                                  # the demo: one scene, path "w*2,q*2"
-  python launch/generate.py --scenes=8 --out=runs/eval       # the teacher's held-out evaluation
+  python launch/generate.py                                           # the demo: one scene, path "w,q"
+  python launch/generate.py --scenes=8 --actions=mixed --out=runs/eval  # the teacher's held-out evaluation
 
 For each held-out scene the teacher sees the first ground-truth frame and the camera path of the
 WASD/QERF action string, and generates the clip. Written to --out: generated_vs_truth.mp4 (side by
@@ -21,7 +21,9 @@ from absl import app, flags, logging
 from tqdm import tqdm
 
 _TEACHER = flags.DEFINE_string("teacher", "asset:teacher_tiny", "Exported teacher (launch/export.py) or asset:NAME.")
-_ACTIONS = flags.DEFINE_string("actions", "w*2,q*2", "Keys per latent frame, e.g. 'w*2,q*2' (1 + 4 * steps frames).")
+_ACTIONS = flags.DEFINE_string("actions", "w,q", "Keys per latent frame, e.g. 'w,q' (1 + 4 * steps frames); or a "
+                               "trajectory family (forward, pan, orbit, there_and_back, random_walk); or 'mixed': "
+                               "each scene's own family, as in training.")
 _SCENES = flags.DEFINE_integer("scenes", 1, "Number of held-out scenes.")
 _OUT = flags.DEFINE_string("out", "runs/demo", "Output directory.")
 _STEPS = flags.DEFINE_integer("steps", None, "Sampling steps (default: the config's).")
@@ -47,13 +49,15 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     from worldscape_jax.eval.report import write_report
     from worldscape_jax.eval.video_eval import evaluate_clip, summarise
+    from worldscape_jax.data.synthworld.clips import FAMILIES
     from worldscape_jax.geometry.actions import num_frames_of
     from worldscape_jax.training.export import load_exported
     from worldscape_jax.training.media import write_mp4
     from worldscape_jax.training.stages import teacher
 
     params, config = load_exported(teacher.resolve_asset(_TEACHER.value))
-    frames = num_frames_of(_ACTIONS.value)
+    trajectory = None if _ACTIONS.value == "mixed" else _ACTIONS.value
+    frames = config.data.frames if trajectory is None or trajectory in FAMILIES else num_frames_of(trajectory)
     if frames != config.data.frames:
         raise app.UsageError(f"--actions {_ACTIONS.value!r} gives {frames} frames; the teacher was trained on "
                              f"{config.data.frames} (1 + 4 * {(config.data.frames - 1) // 4} steps)")
@@ -61,7 +65,7 @@ def main(argv):
     run = jax.jit(lambda first, c2w, k, rng, scale: teacher.generate(
         params, config, vae, first, c2w, k, rng, steps=_STEPS.value, guidance=_GUIDANCE.value, camera_scale=scale))
 
-    clips = teacher.heldout_clips(config, _SCENES.value, trajectory=_ACTIONS.value)
+    clips = teacher.heldout_clips(config, _SCENES.value, trajectory=trajectory)
     results, ablated, generated = [], [], []
     for i, clip in enumerate(tqdm(clips, desc="generate + score", unit="scene")):
         args = (teacher.to_unit_range(clip["video"][None, :1]), jnp.asarray(clip["c2w"][None]),
