@@ -11,16 +11,18 @@ Frames per second counts decoded pixel frames (4 per latent frame) and excludes 
 
 from __future__ import annotations
 
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from worldscape_jax.benchmarking import median_seconds
+from worldscape_jax.training.flops import function_flops
+
 from worldscape_jax.configs import dit as dit_configs
 from worldscape_jax.models.camera_encoder import pack_frames
-from worldscape_jax.models.dit import Causal, DiTConfig, build_dit
+from worldscape_jax.models.dit import DiTConfig, build_dit
 from worldscape_jax.streaming.kv_cache import init_kv_cache
 
 _SCALE = flags.DEFINE_string("scale", "tiny", "DiT preset of configs/dit.py, with variants: tiny | wan1_3b[,camera]")
@@ -34,25 +36,6 @@ _DTYPE = flags.DEFINE_string("dtype", None, "compute dtype (default: bfloat16 on
 _IMPL = flags.DEFINE_string("attention", "xla", "attention implementation: xla | cudnn | pallas")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "timed repetitions (median reported)")
 
-
-def timed(fn, *args, repeats: int) -> float:
-    """Median wall time of fn(*args) in seconds, after one warm-up call (which compiles)."""
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
-def flops_of(fn, *args) -> float | None:
-    try:
-        cost = jax.jit(fn).lower(*args).compile().cost_analysis()
-        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-        return float(cost.get("flops", 0.0)) or None
-    except Exception:  # cost analysis is best effort and backend dependent
-        return None
 
 
 def main(_):
@@ -95,11 +78,11 @@ def main(_):
     def teacher(params, x, t, camera):
         return model.apply(params, x, t, text, camera=camera)
 
-    step_time = timed(jax.jit(step), params, cache, x, t, camera, repeats=_REPEATS.value)
+    step_time = median_seconds(jax.jit(step), params, cache, x, t, camera, repeats=_REPEATS.value)
     chunk_time = (_STEPS.value + 1) * step_time
     tx, tt, tcam = make_inputs(teacher_frames)
-    teacher_time = timed(jax.jit(teacher), params, tx, tt, tcam, repeats=max(1, _REPEATS.value // 2))
-    step_flops = flops_of(step, params, cache, x, t, camera)
+    teacher_time = median_seconds(jax.jit(teacher), params, tx, tt, tcam, repeats=max(1, _REPEATS.value // 2))
+    step_flops = function_flops(step, params, cache, x, t, camera)  # matmuls and convs, scans x length
 
     n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
     fps = 4 * chunk / chunk_time

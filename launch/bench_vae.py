@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from worldscape_jax.benchmarking import median_seconds
+
 from worldscape_jax.models import vae
 from worldscape_jax.models.vae_config import get_vae_config, wan2_1
 
@@ -29,16 +31,6 @@ _DTYPE = flags.DEFINE_string("dtype", "float32", "compute dtype of activations a
 _REPEATS = flags.DEFINE_integer("repeats", 3, "timed repetitions (median reported)")
 _TIME_ON_CPU = flags.DEFINE_bool("time_on_cpu", False, "time wan2_1 even on a CPU (minutes per call)")
 
-
-def timed(fn, *args, repeats: int) -> float:
-    """Median wall time of fn(*args) in seconds, after one warm-up call (which compiles)."""
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def report_wan_cache() -> None:
@@ -64,7 +56,7 @@ def bench(cfg, height: int, width: int, dtype) -> None:
     params = jax.tree.map(lambda a: a.astype(dtype), vae.init_params(cfg, 0))
     video = jax.random.uniform(jax.random.key(0), (1, frames, height, width, 3), dtype, -1.0, 1.0)
     encode = jax.jit(functools.partial(vae.encode, config=cfg))
-    encode_s = timed(encode, params, video, repeats=_REPEATS.value)
+    encode_s = median_seconds(encode, params, video, repeats=_REPEATS.value)
     latents = encode(params, video)
 
     step = vae.jit_decode_step(cfg)
@@ -78,7 +70,7 @@ def bench(cfg, height: int, width: int, dtype) -> None:
         frame_times.append(time.perf_counter() - start)
     decode_s = float(np.median(frame_times[1:])) if n > 1 else frame_times[0]
     batch_decode = jax.jit(functools.partial(vae.decode, config=cfg))
-    batch_s = timed(batch_decode, params, latents, repeats=_REPEATS.value)
+    batch_s = median_seconds(batch_decode, params, latents, repeats=_REPEATS.value)
 
     print(f"{_PRESET.value} at {height}x{width}, {frames} frames -> latents {tuple(latents.shape)}, "
           f"{jnp.dtype(dtype).name}, {jax.devices()[0].platform}")

@@ -14,7 +14,6 @@ import subprocess
 import sys
 
 import jax
-import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 import pytest

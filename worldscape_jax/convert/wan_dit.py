@@ -234,7 +234,7 @@ def _hints(consumer: StateDictConsumer, c: DiTConfig, naming: str) -> list[str]:
     if any(m.key.startswith("patch_embedding.weight") for m in consumer.mismatched):
         hints.append(f"patch_embedding input channels differ from config in_dim={c.in_dim} "
                      "(16 = T2V, 48 = Fun-Control)")
-    if any(re.match(rf"blocks\.(\d+)\.", k) and int(k.split(".")[1]) >= c.num_layers for k in consumer.leftovers()):
+    if any(re.match(r"blocks\.(\d+)\.", k) and int(k.split(".")[1]) >= c.num_layers for k in consumer.leftovers()):
         hints.append(f"the checkpoint has more than num_layers={c.num_layers} blocks")
     return hints
 
