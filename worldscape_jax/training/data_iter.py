@@ -7,6 +7,7 @@ the Grain iterator's state (an index) is all a checkpoint needs to resume at the
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import grain
@@ -29,6 +30,17 @@ def local_example_indices(batch_index: int, global_batch: int, process_index: in
     local = local_batch_size(global_batch, process_count)
     start = batch_index * global_batch + process_index * local
     return np.arange(start, start + local)
+
+
+def shuffled_index(index: int, count: int, seed: int) -> int:
+    """Example `index` of an endless stream that visits `count` items in a fresh seeded order each epoch."""
+    epoch, offset = divmod(index, count)
+    return int(_epoch_permutation(seed, epoch, count)[offset])
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_permutation(seed: int, epoch: int, count: int) -> np.ndarray:
+    return np.random.default_rng((seed, epoch)).permutation(count)
 
 
 def stack_examples(examples: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -30,7 +30,7 @@ from worldscape_jax.diffusion import flow, samplers
 from worldscape_jax.models import vae as vae_lib
 from worldscape_jax.models.conditioning import camera_input, encode_conditions
 from worldscape_jax.models.dit import build_dit
-from worldscape_jax.training.data_iter import indexed_batches
+from worldscape_jax.training.data_iter import indexed_batches, shuffled_index
 from worldscape_jax.training.export import load_exported
 from worldscape_jax.training.stages import vae as vae_stage
 
@@ -207,8 +207,7 @@ def make_dataset(config, process_index, process_count):
     count = arrays["latents"].shape[0]
 
     def example(index: int) -> dict[str, np.ndarray]:
-        epoch, offset = divmod(index, count)
-        clip = np.random.default_rng((config.seed, epoch)).permutation(count)[offset]
+        clip = shuffled_index(index, count, config.seed)
         return {k: v[clip] for k, v in arrays.items()}
 
     return indexed_batches(example, config.global_batch, process_index, process_count)

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from worldscape_jax.data.synthworld import generate_clip, split_of
 from worldscape_jax.models.vae import WanVAE, check_video
 from worldscape_jax.models.vae_config import VAEConfig, get_vae_config
-from worldscape_jax.training.data_iter import indexed_batches
+from worldscape_jax.training.data_iter import indexed_batches, shuffled_index
 
 
 def vae_config(config) -> VAEConfig:
@@ -102,8 +102,7 @@ def make_dataset(config, process_index, process_count):
     videos = _clips("train", d.num_clips, d.frames, d.height, d.width)
 
     def example(index: int) -> dict[str, np.ndarray]:
-        epoch, offset = divmod(index, len(videos))
-        return {"video": videos[np.random.default_rng((config.seed, epoch)).permutation(len(videos))[offset]]}
+        return {"video": videos[shuffled_index(index, len(videos), config.seed)]}
 
     return indexed_batches(example, config.global_batch, process_index, process_count)
 
