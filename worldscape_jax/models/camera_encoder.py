@@ -72,8 +72,3 @@ class CameraEncoder(nn.Module):
         x = nn.Dense(self.dim, name="proj_out", kernel_init=logical(nn.initializers.zeros_init(), ("embed", "mlp")),
                      bias_init=logical(nn.initializers.zeros_init(), ("mlp",)))(x)
         return rearrange(x, "b f h w d -> b (f h w) d").astype(jnp.float32)
-
-
-def camera_features_shape(latent_frames: int, latent_hw: tuple[int, int], patch: tuple[int, int]) -> int:
-    """Number of tokens the encoder emits for a clip of `latent_frames` at `latent_hw`."""
-    return latent_frames * (latent_hw[0] // patch[0]) * (latent_hw[1] // patch[1])

@@ -118,7 +118,7 @@ class SelfAttention(nn.Module):
     mask: MaskSpec
 
     @nn.compact
-    def __call__(self, x, positions, kv_valid, cache):
+    def __call__(self, x, positions, cache):
         c = self.cfg
         dense = lambda name, axes=("embed", "heads"): Linear(c.dim, axes, dtype=c.dtype, name=name)
         q = _heads(RMSNorm(c.eps, name="norm_q")(dense("q")(x)), c.num_heads)
@@ -126,7 +126,7 @@ class SelfAttention(nn.Module):
         v = _heads(dense("v")(x), c.num_heads)
         q_rot, k_rot = apply_rope(q, positions, c.rope_theta), apply_rope(k, positions, c.rope_theta)
         if cache is None:
-            out = attention(q_rot, k_rot, v, self.mask, kv_valid=kv_valid, impl=c.attention_impl)
+            out = attention(q_rot, k_rot, v, self.mask, impl=c.attention_impl)
         else:
             cache_k, cache_v, cache_positions, cache_valid = cache
             cache_k_rot = apply_rope(cache_k.astype(k.dtype), cache_positions, c.rope_theta)
@@ -170,7 +170,7 @@ class WanBlock(nn.Module):
     @nn.compact
     def __call__(self, x, shared, layer_cache):
         c = self.cfg
-        e0, text, image, positions, kv_valid, cache_positions, cache_valid = shared
+        e0, text, image, positions, cache_positions, cache_valid = shared
         b, f, t, d = x.shape
         flat = lambda y: y.reshape(b, f * t, d)
         modulation = self.param("modulation", logical(nn.initializers.normal(d ** -0.5), (None, "embed")), (6, d))
@@ -179,7 +179,7 @@ class WanBlock(nn.Module):
 
         h = modulate(LayerNorm(c.eps, name="norm1")(x), shift_sa, scale_sa).astype(c.dtype)
         cache = None if layer_cache is None else (*layer_cache, cache_positions, cache_valid)
-        y, (k, v) = SelfAttention(c, self.mask, name="self_attn")(flat(h), positions, kv_valid, cache)
+        y, (k, v) = SelfAttention(c, self.mask, name="self_attn")(flat(h), positions, cache)
         x = x + y.reshape(x.shape).astype(jnp.float32) * gate_sa
 
         h = LayerNorm(c.eps, affine=True, name="norm3")(x).astype(c.dtype)
@@ -250,13 +250,13 @@ class WanDiT(nn.Module):
 
         frame_offset = 0 if cache is not None else start_frame
         positions = grid_positions(*grid, frame_offset=frame_offset)
-        shared = (e0, text_tokens, image_tokens, positions, None, None, None)
+        shared = (e0, text_tokens, image_tokens, positions, None, None)
         if cache is None:
             mask = self._mask(causal, grid)
             layer_cache = None
         else:
             mask = MaskSpec()
-            shared = (*shared[:4], None, *self._cache_positions(cache, start_frame, grid))
+            shared = (*shared[:4], *self._cache_positions(cache, start_frame, grid))
             layer_cache = self._flat_cache(cache)
         blocks = _scanned_blocks(c, mask, return_kv=cache is not None, cached=cache is not None)
         hidden, kv = blocks(tokens.reshape(b, grid[0], grid[1] * grid[2], c.dim), shared, layer_cache)
