@@ -33,6 +33,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     config.data = ml_collections.ConfigDict(dict(
         frames=5 if tiny else 17, height=64 if tiny else 480, width=64 if tiny else 832,
         num_clips=256 if tiny else 64, heldout_clips=16,
+        crop=0,  # > 0: train on random crop x crop windows (cheaper steps; see stages/vae.py)
     ))
     config.loss = ml_collections.ConfigDict(dict(kl_weight=1e-6))
     config.optim.lr = 1e-3 if tiny else 1e-5

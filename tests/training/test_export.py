@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from worldscape_jax.training.export import export_params, load_exported
-from worldscape_jax.training.stages.teacher import resolve_asset
+from worldscape_jax.training.export import resolve_asset
 
 
 def test_export_round_trip(tmp_path):

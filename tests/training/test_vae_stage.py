@@ -1,5 +1,6 @@
 """The VAE stage's config: flags override the preset's shape, exports carry latent statistics, bad fields are named."""
 
+import numpy as np
 import pytest
 
 from worldscape_jax.configs import vae as vae_configs
@@ -36,3 +37,22 @@ def test_unknown_model_field_is_named():
 def test_unknown_preset_is_named():
     with pytest.raises(ValueError, match="configs/vae.py"):
         vae_configs.get_config("huge")
+
+
+def test_random_crop_is_a_window_of_every_frame_and_seeded():
+    video = np.arange(3 * 8 * 8 * 2, dtype=np.int32).reshape(3, 8, 8, 2)
+    crop = vae_stage.random_crop(video, 4, seed=(0, 5))
+    assert crop.shape == (3, 4, 4, 2)
+    top, left = np.argwhere(video[0, :, :, 0] == crop[0, 0, 0, 0])[0]
+    np.testing.assert_array_equal(crop, video[:, top:top + 4, left:left + 4])
+    np.testing.assert_array_equal(crop, vae_stage.random_crop(video, 4, seed=(0, 5)))
+    offsets = {tuple(np.argwhere(video[0, :, :, 0] == vae_stage.random_crop(video, 4, seed=(0, i))[0, 0, 0, 0])[0])
+               for i in range(20)}
+    assert len(offsets) > 3  # different examples see different windows
+
+
+def test_crop_larger_than_the_frame_is_named():
+    config = vae_configs.get_config("tiny")
+    config.data.crop = 80
+    with pytest.raises(ValueError, match="config.data.crop=80"):
+        vae_stage.make_dataset(config, 0, 1)

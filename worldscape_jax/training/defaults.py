@@ -20,6 +20,9 @@ def trainer_config(stage: str, total_steps: int, global_batch: int) -> ml_collec
     c.total_steps = total_steps
     c.global_batch = global_batch
     c.stop_at_step = 0  # > 0: stop after this step without a final save, as a preemption would
+    # An export directory (launch/export.py) or asset:NAME whose params a fresh run starts from
+    # (fine-tuning); ignored once the run has a checkpoint to resume.
+    c.init_from = ""
     # Mesh axis sizes; one may be -1 (all remaining devices).
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1, context=1))
     c.logical_axis_rules = DEFAULT_LOGICAL_AXIS_RULES

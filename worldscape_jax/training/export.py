@@ -24,6 +24,14 @@ import numpy as np
 PARAMS_FILE = "params.msgpack"
 CONFIG_FILE = "config.json"
 LOG_FILE = "metrics.jsonl"
+ASSET_PREFIX = "asset:"
+
+
+def resolve_asset(path: str) -> str:
+    """`asset:NAME` -> the committed export directory worldscape_jax/assets/NAME; other paths unchanged."""
+    if path.startswith(ASSET_PREFIX):
+        return os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets", path[len(ASSET_PREFIX):])
+    return path
 
 
 def export_params(params: Any, directory: str | os.PathLike, config: ml_collections.ConfigDict,
@@ -56,6 +64,31 @@ def load_exported(directory: str | os.PathLike) -> tuple[Any, ml_collections.Con
     with open(config_path) as f:
         config = ml_collections.ConfigDict(json.load(f))
     return params, config
+
+
+def load_init_params(path: str, abstract_params: Any) -> Any:
+    """The params of export `path` (or asset:NAME) for a run that starts from them (`config.init_from`).
+
+    They must have exactly the tree of `abstract_params` (same names and shapes); anything missing, extra
+    or mis-shaped is named in the error. Values are cast to the abstract dtypes.
+    """
+    params, _ = load_exported(resolve_asset(path))
+    params = params.get("params", params) if "params" not in _tree_keys(abstract_params) else params
+    loaded = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(params)}
+    wanted = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(abstract_params)}
+    problems = [f"missing {k}" for k in wanted if k not in loaded]
+    problems += [f"unexpected {k}" for k in loaded if k not in wanted]
+    problems += [f"{k}: shape {tuple(np.shape(loaded[k]))}, the model needs {tuple(w.shape)}"
+                 for k, w in wanted.items() if k in loaded and tuple(np.shape(loaded[k])) != tuple(w.shape)]
+    if problems:
+        shown = "; ".join(problems[:8]) + (f"; ... ({len(problems) - 8} more)" if len(problems) > 8 else "")
+        raise ValueError(f"config.init_from={path}: the export does not fit this model's params: {shown}")
+    return jax.tree_util.tree_map_with_path(
+        lambda k, w: np.asarray(loaded[jax.tree_util.keystr(k)], w.dtype), abstract_params)
+
+
+def _tree_keys(tree: Any) -> set:
+    return set(tree) if isinstance(tree, dict) else set()
 
 
 def restore_trained_params(config: ml_collections.ConfigDict, workdir: str | os.PathLike, use_ema: bool = True):

@@ -27,6 +27,7 @@ from jax.experimental import multihost_utils
 from worldscape_jax.training import logging as train_logging
 from worldscape_jax.training import media, sharding
 from worldscape_jax.training.checkpointing import Checkpointer
+from worldscape_jax.training.export import load_init_params
 from worldscape_jax.training.flops import function_flops
 from worldscape_jax.training.optim import make_optimizer
 from worldscape_jax.training.stages import get_stage
@@ -158,7 +159,21 @@ def restore_or_init(setup: Setup, config: Any, ckpt: Checkpointer, data_iter: An
     restored = ckpt.restore_latest(abstract_target(setup), data_iter)
     if restored is not None:
         return restored
-    return initial_state(setup, config), 0
+    state = initial_state(setup, config)
+    if config.get("init_from"):
+        state = start_from_export(state, setup, config.init_from)
+    return state, 0
+
+
+def start_from_export(state: TrainState, setup: Setup, path: str) -> TrainState:
+    """`state` with its params (and EMA params) replaced by those of export `path`: fine-tuning, or
+    continuing a model under a new recipe. The optimizer state and step stay fresh."""
+    loaded = load_init_params(path, setup.abstract_state.params)
+    params = jax.device_put(loaded, setup.state_shardings.params)
+    ema = None if state.ema_params is None else jax.device_put(loaded, setup.state_shardings.ema_params)
+    if jax.process_index() == 0:
+        print(f"init_from: params of {path}")
+    return state.replace(params=params, ema_params=ema)
 
 
 def train(config: Any, workdir: str, hooks: Sequence[tuple[int, Hook]] = ()) -> TrainState:

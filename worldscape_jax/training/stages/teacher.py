@@ -31,19 +31,8 @@ from worldscape_jax.models import vae as vae_lib
 from worldscape_jax.models.conditioning import camera_input, encode_conditions
 from worldscape_jax.models.dit import build_dit
 from worldscape_jax.training.data_iter import indexed_batches, shuffled_index
-from worldscape_jax.training.export import load_exported
+from worldscape_jax.training.export import load_exported, resolve_asset
 from worldscape_jax.training.stages import vae as vae_stage
-
-ASSET_PREFIX = "asset:"
-
-
-def resolve_asset(path: str) -> str:
-    """`asset:NAME` -> the committed export directory worldscape_jax/assets/NAME; other paths unchanged."""
-    if path.startswith(ASSET_PREFIX):
-        return os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))), "assets",
-                            path[len(ASSET_PREFIX):])
-    return path
-
 
 @functools.lru_cache(maxsize=4)
 def load_vae(checkpoint: str, preset: str):

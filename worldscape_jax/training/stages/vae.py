@@ -7,7 +7,8 @@ posterior slightly noisy, so that neighbouring latents decode to similar frames,
 while costing almost nothing in PSNR. Set it to 0 for a plain autoencoder (z = mu, no sampling).
 
 Data: `config.data.num_clips` SynthWorld clips of the train split (F = 1 + 4k frames at
-height x width) are rendered once into memory and served in a seeded, per-epoch shuffled order.
+height x width) are rendered once into memory and served in a seeded, per-epoch shuffled order;
+`config.data.crop` > 0 trains on random crop x crop windows of them (evaluation uses whole frames).
 `sample` shows held-out clips with their reconstruction beside them; `heldout_psnr` is the figure to
 report, and `latent_statistics` gives the per-channel mean/std that go into the export as
 `vae_stats` (read by the teacher stage).
@@ -98,13 +99,30 @@ def _clips(split: str, count: int, frames: int, height: int, width: int) -> np.n
 def make_dataset(config, process_index, process_count):
     """Batches {'video': uint8 [B, F, H, W, 3]} of train clips, reshuffled every epoch by a seeded permutation."""
     d = config.data
-    check_video(np.zeros((1, d.frames, d.height, d.width, 3)), vae_config(config), where="config.data")
+    crop = int(d.get("crop", 0))
+    if crop and not 0 < crop <= min(d.height, d.width):
+        raise ValueError(f"config.data.crop={crop}: must be 0 (whole frames) or at most "
+                         f"min(height, width) = {min(d.height, d.width)}")
+    check_video(np.zeros((1, d.frames, crop or d.height, crop or d.width, 3)), vae_config(config),
+                where="config.data")
     videos = _clips("train", d.num_clips, d.frames, d.height, d.width)
 
     def example(index: int) -> dict[str, np.ndarray]:
-        return {"video": videos[shuffled_index(index, len(videos), config.seed)]}
+        video = videos[shuffled_index(index, len(videos), config.seed)]
+        return {"video": random_crop(video, crop, seed=(config.seed, index)) if crop else video}
 
     return indexed_batches(example, config.global_batch, process_index, process_count)
+
+
+def random_crop(video: np.ndarray, size: int, seed) -> np.ndarray:
+    """A size x size window of every frame of `video` [F, H, W, C], at an offset drawn from `seed`.
+
+    Training on crops costs (size / H)^2 of a whole-frame step; the VAE is convolutional, and its
+    only attention (the middle block) has no positional terms, so it runs on whole frames afterwards."""
+    rng = np.random.default_rng(seed)
+    top = int(rng.integers(0, video.shape[1] - size + 1))
+    left = int(rng.integers(0, video.shape[2] - size + 1))
+    return video[:, top:top + size, left:left + size]
 
 
 @functools.partial(jax.jit, static_argnames="vae_cfg")
