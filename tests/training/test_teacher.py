@@ -74,6 +74,17 @@ def test_teacher_trains_on_synthworld_latents(toy_teacher_config, tmp_path):
     assert int(state.step) == 3
 
 
+def test_retrained_vae_at_the_same_path_gets_a_new_latent_cache(toy_teacher_config):
+    cfg = toy_teacher_config
+    first = teacher.build_latent_cache(cfg)
+    retrained = vae_lib.init_params(get_vae_config("tiny"), jax.random.key(7))
+    export_params(retrained, cfg.vae.checkpoint, vae_configs.get_config("tiny"))
+    teacher.load_vae.cache_clear()
+    second = teacher.build_latent_cache(cfg)
+    assert len(os.listdir(cfg.data.cache_dir)) == 2
+    assert not np.allclose(first["latents"], second["latents"])
+
+
 def test_generate_shapes_and_camera_ablation_changes_the_video(toy_teacher_config):
     cfg = toy_teacher_config
     params = jax.tree.map(lambda p: p + 0.02, teacher.init_params(jax.random.key(0), cfg))

@@ -31,7 +31,7 @@ from worldscape_jax.models import vae as vae_lib
 from worldscape_jax.models.conditioning import camera_input, encode_conditions
 from worldscape_jax.models.dit import build_dit
 from worldscape_jax.training.data_iter import indexed_batches, shuffled_index
-from worldscape_jax.training.export import load_exported, resolve_asset
+from worldscape_jax.training.export import PARAMS_FILE, load_exported, resolve_asset
 from worldscape_jax.training.stages import vae as vae_stage
 
 @functools.lru_cache(maxsize=4)
@@ -159,9 +159,19 @@ def sample(params, rng, config):
 
 def _cache_path(config) -> str:
     d = config.data
-    key = json.dumps({"data": d.to_dict(), "vae": config.vae.to_dict(),
+    key = json.dumps({"data": d.to_dict(), "vae": config.vae.to_dict(), "vae_params": _vae_digest(config),
                       "render_version": getattr(synthworld, "RENDER_VERSION", 1)}, sort_keys=True, default=str)
     return os.path.join(d.cache_dir, f"teacher_latents_{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz")
+
+
+def _vae_digest(config) -> str:
+    """SHA-1 of the VAE export's params file: a retrained VAE at the same path gets a new cache."""
+    path = os.path.join(resolve_asset(config.vae.checkpoint), PARAMS_FILE)
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def build_latent_cache(config) -> dict[str, np.ndarray]:
