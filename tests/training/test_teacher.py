@@ -12,6 +12,7 @@ import pytest
 
 from worldscape_jax.configs import teacher as teacher_config
 from worldscape_jax.configs import vae as vae_configs
+from worldscape_jax.data.synthworld import generate_clip, split_of
 from worldscape_jax.models import vae as vae_lib
 from worldscape_jax.models.conditioning import control_video, encode_conditions
 from worldscape_jax.models.vae_config import get_vae_config
@@ -71,6 +72,13 @@ def test_teacher_trains_on_synthworld_latents(toy_teacher_config, tmp_path):
     assert len(losses) == 3 and all(np.isfinite(losses))
     cache = teacher.build_latent_cache(toy_teacher_config)  # reused from disk, same arrays
     assert cache["latents"].shape == (3, 2, 8, 8, 16) and cache["cond"].shape == (3, 2, 8, 8, 32)
+    d = toy_teacher_config.data
+    seed = [s for s in range(d.seed, d.seed + 12) if split_of(s) == "train"][2]
+    clip = generate_clip(seed, d.frames, d.height, d.width, traj_seed=d.seed * 7919 + 2)
+    video = teacher.to_unit_range(clip["video"][None])
+    vae_params, vae_cfg = teacher.load_vae(toy_teacher_config.vae.checkpoint, toy_teacher_config.vae.preset)
+    np.testing.assert_allclose(cache["latents"][2], np.asarray(vae_lib.encode(vae_params, video, vae_cfg))[0],
+                               atol=1e-4)  # batched cache encoding equals encoding the clip alone
     assert int(state.step) == 3
 
 

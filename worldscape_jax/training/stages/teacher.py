@@ -174,6 +174,14 @@ def _vae_digest(config) -> str:
     return digest.hexdigest()
 
 
+ENCODE_BATCH = 16  # clips per VAE call while building the cache (one compiled shape)
+
+
+def _padded(video: jnp.ndarray, batch: int) -> jnp.ndarray:
+    """`video` [n <= batch, ...] padded with zeros to `batch` clips, so every call has one shape."""
+    return jnp.concatenate([video, jnp.zeros((batch - video.shape[0], *video.shape[1:]), video.dtype)])
+
+
 def build_latent_cache(config) -> dict[str, np.ndarray]:
     """Render `config.data.num_clips` train-split clips and encode them with the VAE (cached on disk)."""
     path = _cache_path(config)
@@ -182,17 +190,21 @@ def build_latent_cache(config) -> dict[str, np.ndarray]:
             return dict(data)
     d = config.data
     vae_params, vae_config = load_vae(config.vae.checkpoint, config.vae.preset)
-    encode_latents = jax.jit(lambda video: vae_lib.encode(vae_params, video, vae_config))
-    encode_cond = jax.jit(lambda video: encode_conditions(vae_params, vae_config, video))
+    encode = jax.jit(lambda video: (vae_lib.encode(vae_params, video, vae_config),
+                                    encode_conditions(vae_params, vae_config, video)))
     out = {k: [] for k in ("latents", "cond", "c2w", "intrinsics")}
     seeds = [s for s in range(d.seed, d.seed + 4 * d.num_clips) if split_of(s) == "train"][: d.num_clips]
+    batch, pending = min(ENCODE_BATCH, len(seeds)), []
     for i, seed in enumerate(tqdm(seeds, desc="teacher: render + encode SynthWorld", unit="clip")):
         clip = generate_clip(seed, d.frames, d.height, d.width, traj_seed=d.seed * 7919 + i)
-        video = to_unit_range(clip["video"][None])
-        out["latents"].append(np.asarray(encode_latents(video))[0])
-        out["cond"].append(np.asarray(encode_cond(video))[0])
         out["c2w"].append(clip["c2w"])
         out["intrinsics"].append(clip["intrinsics"])
+        pending.append(clip["video"])
+        if len(pending) == batch or i == len(seeds) - 1:
+            latents, cond = encode(_padded(to_unit_range(np.stack(pending)), batch))
+            out["latents"].extend(np.asarray(latents)[:len(pending)])
+            out["cond"].extend(np.asarray(cond)[:len(pending)])
+            pending = []
     arrays = {k: np.stack(v).astype(np.float32) for k, v in out.items()}
     os.makedirs(d.cache_dir, exist_ok=True)
     np.savez(path + ".tmp.npz", **arrays)
