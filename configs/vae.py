@@ -23,7 +23,12 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # ~30 min on 2 CPU cores). A VAE that only saw 5-frame clips fails past frame 5 (every group's history
     # was frame 0), so the asset then resumed the same workdir for 220 steps on 9-frame clips:
     #   --config.total_steps=1220 --config.data.frames=9 --config.optim.schedule=constant
-    #   --config.optim.lr=3e-4 --config.data.num_clips=128 (the export's config.json and log record both).
+    #   --config.optim.lr=3e-4 --config.data.num_clips=128
+    # and finally continued from that export on random 32x32 crops of 17-frame clips (2400 steps, 53 min):
+    #   --config.init_from=asset:vae_tiny --config.data.frames=17 --config.data.crop=32
+    #   --config.data.num_clips=512 --config.total_steps=2400 --config.optim.warmup_steps=50
+    #   --config.optim.min_lr_ratio=0.05 --config.ema.decay=0.998
+    # The export's config.json and metrics.jsonl record the last phase, history/ the first two.
     config = trainer_config("vae", total_steps=1000 if tiny else 2000, global_batch=8 if tiny else 4)
     shape = get_vae_config(preset)
     # The preset's shape, spelled out so that flags can change it (--config.model.dim=16).
