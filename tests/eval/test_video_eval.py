@@ -21,8 +21,9 @@ def _clip(seed, frames=9, size=24):
 def test_evaluate_clip_and_report_files(tmp_path):
     generated, reference, c2w = _clip(0)
     result = video_eval.evaluate_clip(generated, reference, c2w, np.array([1.0, 1.0, 0.5, 0.5]))
-    expected_psnr = float(np.mean(np.asarray(psnr(generated, reference, 255.0))[1:]))
-    assert abs(result["psnr"] - expected_psnr) < 1e-4
+    frame_mse = 10.0 ** (-np.asarray(psnr(generated, reference, 255.0), np.float64)[1:] / 10.0) * 255.0**2
+    expected_psnr = 10.0 * np.log10(255.0**2 / np.mean(frame_mse))  # from the per-frame PSNRs
+    assert abs(result["psnr"] - expected_psnr) < 1e-3
     assert 0.0 < result["ssim"] < 1.0
     assert result["psnr_first_frame_baseline"] < result["psnr"]  # noise of +-10 beats unrelated frames
     summary = video_eval.summarise([result, result])
@@ -34,6 +35,15 @@ def test_evaluate_clip_and_report_files(tmp_path):
     sheet = report.paired_contact_sheet(generated[None], reference[None], max_columns=3)
     np.testing.assert_array_equal(sheet[:24, :24], reference[0])  # ground truth is the first row
     np.testing.assert_array_equal(sheet[26:50, :24], generated[0])
+
+
+def test_a_still_frame_leaves_the_clip_psnr_finite():
+    generated, reference, c2w = _clip(2)
+    reference[3] = reference[0]  # a still step: repeating the first frame is exact there
+    result = video_eval.evaluate_clip(generated, reference, c2w, np.array([1.0, 1.0, 0.5, 0.5]))
+    assert np.isfinite(result["psnr_first_frame_baseline"]) and np.isfinite(result["psnr"])
+    frames_after_first = (reference[1:].astype(float) - reference[0].astype(float)) ** 2
+    assert abs(result["psnr_first_frame_baseline"] - 10 * np.log10(255.0**2 / frames_after_first.mean())) < 1e-9
 
 
 def test_set_fvd_needs_two_clips():

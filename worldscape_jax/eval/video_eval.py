@@ -3,8 +3,10 @@
 Arrays in, a JSON-ready dict out; `launch/evaluate.py` turns it into files. A clip is the generated
 video, the ground-truth video, the ground-truth camera path (c2w, the path the generator was asked to
 follow) and the intrinsics. Reported per clip:
-- PSNR / SSIM per frame and their means, and the PSNR of the trivial baseline that repeats the
-  ground-truth first frame (a generator should beat it);
+- PSNR per frame, and the PSNR of the clip after its given first frame (from the MSE of frames
+  1..F-1 together: finite unless every frame is exact, where a mean of per-frame PSNRs is +inf as
+  soon as one frame is, e.g. a still step of a path); the same clip PSNR of the trivial baseline
+  that repeats the ground-truth first frame (a generator should beat it); SSIM per frame and its mean;
 - Memory Symmetry (appendix A.1.1) of the generated and of the ground-truth video;
 - Trajectory Accuracy (appendix A.1.1) of the camera path estimated from the generated video, and of
   the path estimated from the ground-truth video (the estimator's ceiling on this clip).
@@ -44,6 +46,12 @@ def _trajectory_entry(estimate: PoseEstimate, c2w: np.ndarray) -> dict:
             "scale": scale, "aligned_c2w": aligned}
 
 
+def clip_psnr(video: UInt8[np.ndarray, "f h w 3"], reference: UInt8[np.ndarray, "f h w 3"]) -> float:
+    """PSNR (dB, peak 255) of a whole clip: from the mean squared error over all its frames."""
+    mse = np.mean((np.asarray(video, np.float64) - np.asarray(reference, np.float64)) ** 2)
+    return float(10.0 * np.log10(255.0**2 / mse)) if mse > 0 else float("inf")
+
+
 def evaluate_clip(generated: UInt8[np.ndarray, "f h w 3"], reference: UInt8[np.ndarray, "f h w 3"],
                   c2w: Float[np.ndarray, "f 4 4"], intrinsics: Float[np.ndarray, "*f 4"],
                   vo_config: VOConfig = VOConfig()) -> dict:
@@ -51,11 +59,12 @@ def evaluate_clip(generated: UInt8[np.ndarray, "f h w 3"], reference: UInt8[np.n
     _check_clip(generated, reference, c2w, intrinsics)
     psnr_frames = np.asarray(psnr(generated, reference, 255.0), np.float64)
     first_repeated = np.broadcast_to(reference[:1], reference.shape)
-    baseline = np.asarray(psnr(first_repeated, reference, 255.0), np.float64)[1:]  # frame 0 is exact
+    after_first = slice(1, None) if len(reference) > 1 else slice(None)  # frame 0 is given
     return {
-        "psnr": float(np.mean(psnr_frames[1:])) if len(psnr_frames) > 1 else float(psnr_frames[0]),
+        "psnr": clip_psnr(generated[after_first], reference[after_first]),
         "psnr_per_frame": psnr_frames.tolist(),
-        "psnr_first_frame_baseline": float(np.mean(baseline)) if len(baseline) else float("nan"),
+        "psnr_first_frame_baseline": (clip_psnr(first_repeated[1:], reference[1:]) if len(reference) > 1
+                                      else float("nan")),
         "ssim": float(np.mean(np.asarray(ssim(generated, reference, 255.0)))),
         "memory_symmetry": memory_symmetry(generated),
         "memory_symmetry_ground_truth": memory_symmetry(reference),
