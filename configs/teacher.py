@@ -13,7 +13,7 @@ The committed worldscape_jax/assets/teacher_tiny: 2500 steps of this config on 5
 after the VAE's crop phase changed its latent space, continued from that export on 4096 clips:
   --config.init_from=asset:teacher_tiny --config.data.num_clips=4096 --config.total_steps=12000
   --config.ema.start_step=2000
-(the export's config.json and metrics.jsonl record this last run; history/ the first).
+(the export's config.json and metrics.jsonl record this last run; history_phase1_* the first).
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     #   --config.init_from=asset:vae_tiny --config.data.frames=17 --config.data.crop=32
     #   --config.data.num_clips=512 --config.total_steps=2400 --config.optim.warmup_steps=50
     #   --config.optim.min_lr_ratio=0.05 --config.ema.decay=0.998
-    # The export's config.json and metrics.jsonl record the last phase, history/ the first two.
+    # The export's config.json and metrics.jsonl record the last phase, history_phase1_* the first two.
     config = trainer_config("vae", total_steps=1000 if tiny else 2000, global_batch=8 if tiny else 4)
     shape = get_vae_config(preset)
     # The preset's shape, spelled out so that flags can change it (--config.model.dim=16).
