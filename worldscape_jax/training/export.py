@@ -73,7 +73,8 @@ def load_init_params(path: str, abstract_params: Any) -> Any:
     or mis-shaped is named in the error. Values are cast to the abstract dtypes.
     """
     params, _ = load_exported(resolve_asset(path))
-    params = params.get("params", params) if "params" not in _tree_keys(abstract_params) else params
+    if set(params) == {"params"} and "params" not in abstract_params:  # a flax variables dict
+        params = params["params"]
     loaded = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(params)}
     wanted = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(abstract_params)}
     problems = [f"missing {k}" for k in wanted if k not in loaded]
@@ -85,10 +86,6 @@ def load_init_params(path: str, abstract_params: Any) -> Any:
         raise ValueError(f"config.init_from={path}: the export does not fit this model's params: {shown}")
     return jax.tree_util.tree_map_with_path(
         lambda k, w: np.asarray(loaded[jax.tree_util.keystr(k)], w.dtype), abstract_params)
-
-
-def _tree_keys(tree: Any) -> set:
-    return set(tree) if isinstance(tree, dict) else set()
 
 
 def restore_trained_params(config: ml_collections.ConfigDict, workdir: str | os.PathLike, use_ema: bool = True):
