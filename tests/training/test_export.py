@@ -3,12 +3,12 @@
 import json
 import os
 
+import jax
 import ml_collections
 import numpy as np
 import pytest
 
-from worldscape_jax.training.export import export_params, load_exported
-from worldscape_jax.training.export import resolve_asset
+from worldscape_jax.training.export import export_params, load_exported, resolve_asset
 
 
 def test_export_round_trip(tmp_path):
@@ -37,12 +37,4 @@ def test_committed_tiny_vae_asset_loads():
     params, config = load_exported(resolve_asset("asset:vae_tiny"))
     assert config.stage == "vae" and len(config.vae_stats["mean"]) == 16
     assert os.path.isdir(resolve_asset("asset:vae_tiny"))
-    assert sum(np.asarray(p).size for p in _leaves(params)) > 1e6
-
-
-def _leaves(tree):
-    if isinstance(tree, dict):
-        for value in tree.values():
-            yield from _leaves(value)
-    else:
-        yield tree
+    assert sum(np.asarray(p).size for p in jax.tree.leaves(params)) > 1e6
