@@ -40,7 +40,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         num_clips=256 if tiny else 64, heldout_clips=16,
         crop=0,  # > 0: train on random crop x crop windows (cheaper steps; see stages/vae.py)
     ))
-    config.loss = ml_collections.ConfigDict(dict(kl_weight=1e-6))
+    config.loss = ml_collections.ConfigDict(dict(kl_weight=1e-6, freeze_encoder=False))
     config.optim.lr = 1e-3 if tiny else 1e-5
     config.optim.warmup_steps = 40 if tiny else 100
     config.ema.decay = 0.999

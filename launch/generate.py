@@ -28,6 +28,7 @@ _SCENES = flags.DEFINE_integer("scenes", 1, "Number of held-out scenes.")
 _OUT = flags.DEFINE_string("out", "runs/demo", "Output directory.")
 _STEPS = flags.DEFINE_integer("steps", None, "Sampling steps (default: the config's).")
 _GUIDANCE = flags.DEFINE_float("guidance", None, "Camera guidance scale (default: the config's).")
+_SHIFT = flags.DEFINE_float("shift", None, "Shift of the sampling sigmas (default: the config's sample.shift).")
 _ABLATE = flags.DEFINE_bool("ablate_camera", True, "Also generate with the camera input zeroed and score it.")
 _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
 
@@ -61,6 +62,8 @@ def main(argv):
     if frames != config.data.frames:
         raise app.UsageError(f"--actions {_ACTIONS.value!r} gives {frames} frames; the teacher was trained on "
                              f"{config.data.frames} (1 + 4 * {(config.data.frames - 1) // 4} steps)")
+    if _SHIFT.value is not None:
+        config.sample.shift = _SHIFT.value
     vae = teacher.load_vae(config.vae.checkpoint, config.vae.preset)
     run = jax.jit(lambda first, c2w, k, rng, scale: teacher.generate(
         params, config, vae, first, c2w, k, rng, steps=_STEPS.value, guidance=_GUIDANCE.value, camera_scale=scale))

@@ -93,6 +93,20 @@ def test_retrained_vae_at_the_same_path_gets_a_new_latent_cache(toy_teacher_conf
     assert not np.allclose(first["latents"], second["latents"])
 
 
+def test_decoder_only_change_keeps_the_latent_cache(toy_teacher_config):
+    cfg = toy_teacher_config
+    first = teacher.build_latent_cache(cfg)
+    params, _ = teacher.load_vae(cfg.vae.checkpoint, cfg.vae.preset)
+    tuned = dict(params, decoder=jax.tree.map(lambda p: p + 0.1, params["decoder"]))
+    export_params(tuned, cfg.vae.checkpoint, vae_configs.get_config("tiny"))
+    teacher.load_vae.cache_clear()
+    assert not np.array_equal(jax.tree.leaves(teacher.load_vae(cfg.vae.checkpoint, cfg.vae.preset)[0]["decoder"])[0],
+                              jax.tree.leaves(params["decoder"])[0])
+    second = teacher.build_latent_cache(cfg)
+    assert len(os.listdir(cfg.data.cache_dir)) == 1
+    np.testing.assert_array_equal(first["latents"], second["latents"])
+
+
 def test_generate_shapes_and_camera_ablation_changes_the_video(toy_teacher_config):
     cfg = toy_teacher_config
     params = jax.tree.map(lambda p: p + 0.02, teacher.init_params(jax.random.key(0), cfg))

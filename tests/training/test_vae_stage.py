@@ -56,3 +56,36 @@ def test_crop_larger_than_the_frame_is_named():
     config.data.crop = 80
     with pytest.raises(ValueError, match="config.data.crop=80"):
         vae_stage.make_dataset(config, 0, 1)
+
+
+def _small_setup(freeze: bool):
+    import jax
+    config = vae_configs.get_config("tiny")
+    config.model.dim = 4
+    config.data.frames, config.data.height, config.data.width = 5, 16, 16
+    config.loss.freeze_encoder = freeze
+    params = vae_stage.init_params(jax.random.key(0), config)
+    video = np.random.default_rng(0).integers(0, 256, (2, 5, 16, 16, 3), dtype=np.uint8)
+    return config, params, {"video": video}
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+def test_freeze_encoder_stops_every_encoder_gradient_and_only_those(freeze):
+    import jax
+    config, params, batch = _small_setup(freeze)
+    grads = jax.grad(lambda p: vae_stage.loss_fn(p, batch, jax.random.key(1), config)[0])(params)
+    norms = {name: float(sum(np.abs(np.asarray(g)).sum() for g in jax.tree.leaves(sub)))
+             for name, sub in grads.items()}
+    encoding = [n for n in norms if n.startswith("encoder") or n == "quant_conv"]
+    decoding = [n for n in norms if n.startswith("decoder") or n == "post_quant_conv"]
+    assert encoding and decoding and len(encoding) + len(decoding) == len(norms), sorted(norms)
+    assert all(norms[n] > 0 for n in decoding)
+    assert all((norms[n] == 0) == freeze for n in encoding), norms
+
+
+def test_freeze_encoder_with_weight_decay_is_refused():
+    import jax
+    config, params, batch = _small_setup(True)
+    config.optim.weight_decay = 0.01
+    with pytest.raises(ValueError, match="weight_decay"):
+        vae_stage.loss_fn(params, batch, jax.random.key(1), config)

@@ -31,7 +31,7 @@ from worldscape_jax.models import vae as vae_lib
 from worldscape_jax.models.conditioning import camera_input, encode_conditions
 from worldscape_jax.models.dit import build_dit
 from worldscape_jax.training.data_iter import indexed_batches, shuffled_index
-from worldscape_jax.training.export import PARAMS_FILE, load_exported, resolve_asset
+from worldscape_jax.training.export import load_exported, resolve_asset
 from worldscape_jax.training.stages import vae as vae_stage
 
 @functools.lru_cache(maxsize=4)
@@ -165,13 +165,19 @@ def _cache_path(config) -> str:
 
 
 def _vae_digest(config) -> str:
-    """SHA-1 of the VAE export's params file: a retrained VAE at the same path gets a new cache."""
-    path = os.path.join(resolve_asset(config.vae.checkpoint), PARAMS_FILE)
-    digest = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    """SHA-1 of what the cached latents depend on: the VAE's shape and latent statistics and its encoding
+    params (`encoder`, `quant_conv`). A retrained VAE at the same path gets a new cache; a decoder-only
+    fine-tune (the VAE stage's `config.loss.freeze_encoder`) keeps the old one, which is still exact."""
+    params, vae_config = load_vae(config.vae.checkpoint, config.vae.preset)
+    digest = hashlib.sha1(repr(vae_config).encode())
+    for name in ENCODING_PARAMS:
+        for path, leaf in jax.tree_util.tree_flatten_with_path(params[name])[0]:
+            digest.update(jax.tree_util.keystr(path).encode())
+            digest.update(np.ascontiguousarray(np.asarray(leaf, np.float32)).tobytes())
     return digest.hexdigest()
+
+
+ENCODING_PARAMS = ("encoder", "quant_conv")  # the VAE params that `vae.encode` reads
 
 
 ENCODE_BATCH = 16  # clips per VAE call while building the cache (one compiled shape)

@@ -4,7 +4,9 @@ Loss = L1 + MSE between the clip and its reconstruction (pixels in [-1, 1]), plu
 `config.loss.kl_weight` x KL(q(z|x) || N(0, I)) with z sampled from the posterior. The KL weight is
 tiny (1e-6, the Stable-Diffusion / Wan practice): it keeps the latent scale bounded and the
 posterior slightly noisy, so that neighbouring latents decode to similar frames, which the DiT needs,
-while costing almost nothing in PSNR. Set it to 0 for a plain autoencoder (z = mu, no sampling).
+while costing almost nothing in PSNR. Set it to 0 for a plain autoencoder (z = mu, no sampling). `config.loss.freeze_encoder` trains the
+decoder alone (started from an export with `config.init_from`), so that a better decoder can replace
+the committed one without changing the latents that the teacher was trained on.
 
 Data: `config.data.num_clips` SynthWorld clips of the train split (F = 1 + 4k frames at
 height x width) are rendered once into memory and served in a seeded, per-epoch shuffled order;
@@ -62,6 +64,13 @@ def loss_fn(params, batch, rng, config):
     model = WanVAE(vae_config(config))
     video = to_signed(batch["video"])
     mu, log_var, _ = model.apply({"params": params}, video, method=WanVAE.encode_moments)
+    if config.loss.get("freeze_encoder", False):
+        if config.optim.weight_decay:
+            raise ValueError(f"config.loss.freeze_encoder needs config.optim.weight_decay = 0 (got "
+                             f"{config.optim.weight_decay}): decay would still shrink the frozen encoder")
+        # No gradient reaches the encoder, so its params stay exactly as loaded (weight decay is 0 and
+        # Adam's update of an all-zero gradient is 0): the latent space, and any DiT trained in it, stay valid.
+        mu, log_var = jax.lax.stop_gradient(mu), jax.lax.stop_gradient(log_var)
     kl_weight = config.loss.kl_weight
     if kl_weight > 0:
         log_var = jnp.clip(log_var, -30.0, 20.0)
