@@ -6,8 +6,8 @@ from *ground-truth* SynthWorld renders of held-out scenes, per size and trajecto
 Clips are rendered as `generate_clip` renders them (anti-aliased, `--supersample` rays per pixel);
 `--supersample 1` measures the point-sampled renders of RENDER_VERSION 1.
 
-random_walk is left out by default: it fits a whole tour into the clip, so a 33-frame clip turns
-~38 degrees per frame, faster than any key and than frame-to-frame tracking can follow.
+All five navigation families are scored by default (random_walk moves at key speed since PATHS_VERSION 2;
+before, it squeezed a whole tour into the clip and a 9-frame clip turned ~100 degrees per frame).
 """
 
 import json
@@ -25,7 +25,8 @@ from worldscape_jax.eval.trajectory import trajectory_accuracy
 _SIZES = flags.DEFINE_list("sizes", ["64", "128"], "Square frame sizes to render at.")
 _SCENES = flags.DEFINE_integer("scenes", 4, "Number of held-out scene seeds.")
 _FRAMES = flags.DEFINE_integer("num_frames", 33, "Frames per clip (1 + 4k).")
-_FAMILIES = flags.DEFINE_list("families", ["forward", "pan", "orbit", "there_and_back"], "Trajectory families.")
+_FAMILIES = flags.DEFINE_list("families", ["forward", "pan", "orbit", "there_and_back", "random_walk"],
+                              "Trajectory families.")
 _SUPERSAMPLE = flags.DEFINE_integer("supersample", DEFAULT_SUPERSAMPLE, "Rays per pixel of the renders.")
 _OUT = flags.DEFINE_string("out", None, "Optional JSON output path.")
 

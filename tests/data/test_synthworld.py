@@ -149,3 +149,13 @@ def test_texture_colours_differ_enough_to_show_motion(seed):
     luma = np.asarray([0.299, 0.587, 0.114])
     contrast = np.abs((np.asarray(scene.color_a) - np.asarray(scene.color_b)) @ luma)[np.asarray(scene.active)]
     assert contrast.min() >= MIN_CONTRAST - 1e-6
+
+
+def test_synthworld_random_walk_moves_at_the_pace_of_the_other_families():
+    from worldscape_jax.geometry import trajectories
+    for traj_seed in range(4):
+        c2w = clips.family_path("random_walk", 9, traj_seed, clips.start_pose(traj_seed)).astype(np.float64)
+        rel = np.linalg.inv(c2w[:-1]) @ c2w[1:]
+        angles = np.arccos(np.clip((np.trace(rel[:, :3, :3], axis1=1, axis2=2) - 1) / 2, -1, 1))
+        effort = np.linalg.norm(rel[:, :3, 3], axis=-1) / trajectories.STEP + angles / trajectories.TURN
+        assert effort.max() <= 1.0 + 1e-3, effort  # STEP or TURN per frame, as forward and pan move

@@ -140,6 +140,28 @@ def test_random_walk_is_deterministic_stays_in_the_disc_and_revisits_places():
     assert revisits > 0
 
 
+def _per_frame_motion(path):
+    """Rotation (radians) and translation between consecutive c2w poses."""
+    rel = np.linalg.inv(path[:-1].astype(np.float64)) @ path[1:].astype(np.float64)
+    angles = np.arccos(np.clip((np.trace(rel[:, :3, :3], axis1=1, axis2=2) - 1) / 2, -1, 1))
+    return angles, np.linalg.norm(rel[:, :3, 3], axis=-1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+def test_random_walk_at_key_speed_moves_like_held_keys_and_starts_like_the_whole_tour(seed):
+    paced = trajectories.random_walk(9, seed, radius=1.0, key_speed=True)
+    angles, steps = _per_frame_motion(paced)
+    # each frame walks at most STEP or turns at most TURN (a frame where a turn ends may do a part of each)
+    assert np.all(steps / trajectories.STEP + angles / trajectories.TURN <= 1.0 + 1e-3), (angles, steps)  # float32 poses
+    assert angles.sum() + steps.sum() > 0  # it does move
+    whole_angles, whole_steps = _per_frame_motion(trajectories.random_walk(9, seed, radius=1.0))
+    assert (whole_steps / trajectories.STEP + whole_angles / trajectories.TURN).max() > 4.0  # squeezed: faster
+    # a clip long enough for the whole tour ends where the tour ends
+    long = trajectories.random_walk(20000, seed, radius=1.0, key_speed=True)
+    end = trajectories.random_walk(2, seed, radius=1.0)[-1]
+    np.testing.assert_allclose(long[-1], end, atol=1e-5)
+
+
 def test_families_reject_bad_frame_counts():
     with pytest.raises(ValueError, match="num_frames"):
         trajectories.forward_walk(0)

@@ -78,8 +78,9 @@ class SynthWorld(tfds.core.GeneratorBasedBuilder):
     """Writes SynthWorld clips; `generate(seed, frames, height, width, kind=...)` defaults to generate_clip."""
 
     name = "synthworld"
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Tensor-only features: video, depth, c2w, intrinsics, scene_seed (+ hands)."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "Tensor-only features: video, depth, c2w, intrinsics, scene_seed (+ hands).",
+                     "1.1.0": "Anti-aliased renders (RENDER_VERSION 2); random_walk paths paced (PATHS_VERSION 2)."}
 
     def __init__(self, *, config: SynthWorldConfig, generate: Callable | None = None,
                  split_fn: Callable[[int], str] | None = None, **kwargs):

@@ -42,6 +42,8 @@ of a pure turn is 0.37 / 0.42 / 0.56 at 64 / 128 / 256 px and the smallest of a 
 sampled (aliased) renders (`--supersample 1`) the edge jitter looks like parallax and pans are taken
 for walks: 0.75 at 64x64 and 0.84 at 128x128 (17 frames). Video much noisier than the anti-aliased
 renders will do the same, so check the estimator on such video before trusting its turns.
+With random_walk at key speed (PATHS_VERSION 2) added, all five navigation families score 1.00 over
+12 held-out scenes at 64x64 for 9 and for 17 frames (60 clips each).
 """
 
 from __future__ import annotations

@@ -93,11 +93,13 @@ def _tour(rng: np.random.Generator, radius: float, num_new: int, num_revisits: i
 
 
 def random_walk(num_frames: int, seed: int, radius: float = 1.2, num_new: int = 3, num_revisits: int = 2,
-                start_c2w: np.ndarray | None = None) -> np.ndarray:
+                start_c2w: np.ndarray | None = None, key_speed: bool = False) -> np.ndarray:
     """Turn-then-walk through a random tour of waypoints that returns to earlier ones.
 
-    Progress is uniform in "effort" (distance / STEP + turn angle / (4 TURN)), so turns and walks
-    take time in proportion; the tour always takes exactly `num_frames` frames.
+    Progress is uniform in "effort" (distance / STEP + turn angle / turn rate), so turns and walks
+    take time in proportion. By default the turn rate is 4 TURN and the whole tour takes exactly
+    `num_frames` frames, however fast that is. With `key_speed` the camera moves like held keys, one
+    STEP or one TURN per frame, and a clip too short for the whole tour shows its beginning.
     """
     _check_frames(num_frames)
     rng = np.random.default_rng(seed)
@@ -110,11 +112,12 @@ def random_walk(num_frames: int, seed: int, radius: float = 1.2, num_new: int = 
         turn = (new_yaw - yaw + np.pi) % (2 * np.pi) - np.pi
         yaw = yaw + turn
         states.append((yaw, states[-1][1]))
-        costs.append(abs(turn) / (4 * TURN))
+        costs.append(abs(turn) / (TURN if key_speed else 4 * TURN))
         states.append((yaw, target))
         costs.append(np.hypot(*offset) / STEP)
     progress = np.cumsum(costs)
-    samples = np.linspace(0.0, progress[-1], num_frames)
+    end = min(progress[-1], num_frames - 1.0) if key_speed else progress[-1]
+    samples = np.linspace(0.0, end, num_frames)
     yaws = np.interp(samples, progress, [s[0] for s in states])
     xs = np.interp(samples, progress, [s[1][0] for s in states])
     zs = np.interp(samples, progress, [s[1][1] for s in states])

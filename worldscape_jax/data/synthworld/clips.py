@@ -35,6 +35,11 @@ from worldscape_jax.geometry.actions import ActionConfig, actions_to_c2w, integr
 from worldscape_jax.geometry.cameras import intrinsics_from_fov, make_pose
 
 FOV_X_DEG = 70.0
+# Bumped whenever the camera path of a given generate_clip call changes; caches of SynthWorld clips
+# key on it with RENDER_VERSION. History: 1 random_walk squeezed its whole tour into any clip (a 9-frame
+# clip turned ~100 degrees per frame, which neither a tracker nor a video model can follow); 2 it moves
+# at key speed (STEP or TURN per frame, like forward and pan) and short clips show the tour's start.
+PATHS_VERSION = 2
 FREE_RADIUS = 1.6
 FAMILIES = ("static", "forward", "pan", "orbit", "there_and_back", "random_walk")
 NAVIGATION_FAMILIES = FAMILIES[1:]
@@ -84,7 +89,7 @@ def family_path(family: str, num_frames: int, traj_seed: int, start_c2w: np.ndar
         return trajectories.there_and_back(outbound, num_frames)
     if family == "random_walk":
         return trajectories.random_walk(num_frames, traj_seed, radius=0.75 * (free_radius - margin),
-                                        start_c2w=start_c2w)
+                                        start_c2w=start_c2w, key_speed=True)
     raise ValueError(f"trajectory family {family!r} is unknown; expected one of {FAMILIES} or an action string")
 
 

@@ -160,7 +160,8 @@ def sample(params, rng, config):
 def _cache_path(config) -> str:
     d = config.data
     key = json.dumps({"data": d.to_dict(), "vae": config.vae.to_dict(), "vae_params": _vae_digest(config),
-                      "render_version": getattr(synthworld, "RENDER_VERSION", 1)}, sort_keys=True, default=str)
+                      "render_version": synthworld.RENDER_VERSION, "paths_version": synthworld.PATHS_VERSION},
+                     sort_keys=True, default=str)
     return os.path.join(d.cache_dir, f"teacher_latents_{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz")
 
 
