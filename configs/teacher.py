@@ -5,7 +5,7 @@
       --out worldscape_jax/assets/teacher_tiny
 
 `tiny` trains on SynthWorld's train split (64x64, 9 frames = 3 latent frames) in the committed tiny
-VAE's latent space (it reconstructs held-out 9-frame clips at ~25 dB). `wan1_3b` is the paper's scale
+VAE's latent space (it reconstructs held-out 9-frame clips at 26.5 dB). `wan1_3b` is the paper's scale
 (832x480, 81 frames, Fun-Control 48 channels with the CLIP branch); on a CPU it is only lowered and
 compiled (tests/training/test_teacher.py).
 

@@ -28,7 +28,16 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     #   --config.init_from=asset:vae_tiny --config.data.frames=17 --config.data.crop=32
     #   --config.data.num_clips=512 --config.total_steps=2400 --config.optim.warmup_steps=50
     #   --config.optim.min_lr_ratio=0.05 --config.ema.decay=0.998
-    # The export's config.json and metrics.jsonl record the last phase, history_phase1_* the first two.
+    # Then the decoder alone (the encoder frozen, so the teacher's latents stay exact), 2000 steps on crops
+    # of 9-frame clips and, from that export, 1900 on crops of 17-frame clips:
+    #   --config.init_from=asset:vae_tiny --config.loss.freeze_encoder=True --config.data.frames=9
+    #   --config.data.crop=32 --config.data.num_clips=512 --config.total_steps=8000 (stopped at 2000)
+    #   --config.optim.lr=5e-4 --config.optim.warmup_steps=50 --config.ema.decay=0.998
+    #   --config.init_from=<that export> --config.loss.freeze_encoder=True --config.data.frames=17
+    #   --config.data.crop=32 --config.data.num_clips=512 --config.total_steps=1900 --config.optim.lr=3e-4
+    #   --config.optim.warmup_steps=20 --config.ema.decay=0.995
+    # The export's config.json and metrics.jsonl record the last phase; history_phase1_* the first two,
+    # history_phase3_* the crop phase and history_phase4_* the 9-frame decoder phase.
     config = trainer_config("vae", total_steps=1000 if tiny else 2000, global_batch=8 if tiny else 4)
     shape = get_vae_config(preset)
     # The preset's shape, spelled out so that flags can change it (--config.model.dim=16).
