@@ -25,6 +25,8 @@ _ACTIONS = flags.DEFINE_string("actions", "w,q", "Keys per latent frame, e.g. 'w
                                "trajectory family (forward, pan, orbit, there_and_back, random_walk); or 'mixed': "
                                "each scene's own family, as in training.")
 _SCENES = flags.DEFINE_integer("scenes", 1, "Number of held-out scenes.")
+_FIRST_SCENE = flags.DEFINE_integer("first_scene", 0, "Index of the first held-out scene (tune sampler settings "
+                                    "on scenes that the reported figures do not use).")
 _OUT = flags.DEFINE_string("out", "runs/demo", "Output directory.")
 _STEPS = flags.DEFINE_integer("steps", None, "Sampling steps (default: the config's).")
 _GUIDANCE = flags.DEFINE_float("guidance", None, "Camera guidance scale (default: the config's).")
@@ -68,7 +70,7 @@ def main(argv):
     run = jax.jit(lambda first, c2w, k, rng, scale: teacher.generate(
         params, config, vae, first, c2w, k, rng, steps=_STEPS.value, guidance=_GUIDANCE.value, camera_scale=scale))
 
-    clips = teacher.heldout_clips(config, _SCENES.value, trajectory=trajectory)
+    clips = teacher.heldout_clips(config, _SCENES.value, trajectory=trajectory, first=_FIRST_SCENE.value)
     results, ablated, generated = [], [], []
     for i, clip in enumerate(tqdm(clips, desc="generate + score", unit="scene")):
         args = (teacher.to_unit_range(clip["video"][None, :1]), jnp.asarray(clip["c2w"][None]),

@@ -122,6 +122,16 @@ def test_generate_shapes_and_camera_ablation_changes_the_video(toy_teacher_confi
     assert np.abs(np.asarray(with_camera - without)).max() > 1e-4
 
 
+def test_heldout_clips_from_an_offset_continue_the_same_sequence(toy_teacher_config):
+    cfg = toy_teacher_config
+    cfg.data.update(frames=1, height=16, width=16)
+    three = teacher.heldout_clips(cfg, 3)
+    later = teacher.heldout_clips(cfg, 2, first=1)
+    assert all(split_of(c["scene_seed"]) == "heldout" for c in three)
+    assert [c["scene_seed"] for c in later] == [c["scene_seed"] for c in three[1:]]
+    np.testing.assert_array_equal(later[1]["video"], three[2]["video"])
+
+
 def test_wan1_3b_teacher_step_compiles_on_8_virtual_devices():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
     script = os.path.join(os.path.dirname(__file__), "teacher_lowering.py")

@@ -132,12 +132,15 @@ def generate(params, config, vae, first_frames, c2w, intrinsics, rng, *, steps: 
     return vae_lib.decode(vae_params, latents, vae_config)
 
 
-def heldout_clips(config, count: int, trajectory: str | None = None) -> list[dict]:
-    """The first `count` held-out SynthWorld clips at the training size."""
-    d, clips, seed = config.data, [], 0
+def heldout_clips(config, count: int, trajectory: str | None = None, first: int = 0) -> list[dict]:
+    """Held-out SynthWorld clips number first .. first + count - 1 at the training size (in seed order)."""
+    d, clips, seed, skipped = config.data, [], 0, 0
     while len(clips) < count:
         if split_of(seed) == "heldout":
-            clips.append(generate_clip(seed, d.frames, d.height, d.width, trajectory=trajectory, traj_seed=seed))
+            if skipped < first:
+                skipped += 1
+            else:
+                clips.append(generate_clip(seed, d.frames, d.height, d.width, trajectory=trajectory, traj_seed=seed))
         seed += 1
     return clips
 
