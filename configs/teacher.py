@@ -13,7 +13,12 @@ The committed worldscape_jax/assets/teacher_tiny: 2500 steps of this config on 5
 after the VAE's crop phase changed its latent space, continued from that export on 4096 clips:
   --config.init_from=asset:teacher_tiny --config.data.num_clips=4096 --config.total_steps=12000
   --config.ema.start_step=2000
-(the export's config.json and metrics.jsonl record this last run; history_phase1_* the first).
+and, with SynthWorld's random_walk at key speed (PATHS_VERSION 2, a new latent cache) and the decoder-only
+fine-tuned VAE (same latents), continued for 6000 more steps (26.8 min; 88 min of training in all):
+  --config.init_from=asset:teacher_tiny --config.data.num_clips=4096 --config.total_steps=6000
+  --config.optim.lr=2e-4 --config.optim.warmup_steps=100 --config.ema.start_step=0
+(the export's config.json and metrics.jsonl record this last run; history_phase1_* the first and
+history_phase2_* the second).
 """
 
 from __future__ import annotations
