@@ -134,15 +134,12 @@ def generate(params, config, vae, first_frames, c2w, intrinsics, rng, *, steps: 
 
 def heldout_clips(config, count: int, trajectory: str | None = None, first: int = 0) -> list[dict]:
     """Held-out SynthWorld clips number first .. first + count - 1 at the training size (in seed order)."""
-    d, clips, seed, skipped = config.data, [], 0, 0
-    while len(clips) < count:
+    d, seeds, seed = config.data, [], 0
+    while len(seeds) < first + count:
         if split_of(seed) == "heldout":
-            if skipped < first:
-                skipped += 1
-            else:
-                clips.append(generate_clip(seed, d.frames, d.height, d.width, trajectory=trajectory, traj_seed=seed))
+            seeds.append(seed)
         seed += 1
-    return clips
+    return [generate_clip(s, d.frames, d.height, d.width, trajectory=trajectory, traj_seed=s) for s in seeds[first:]]
 
 
 def to_unit_range(video_uint8) -> jnp.ndarray:
