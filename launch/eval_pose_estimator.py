@@ -18,15 +18,14 @@ import numpy as np
 from absl import app, flags
 from tqdm import tqdm
 
-from worldscape_jax.data.synthworld.clips import DEFAULT_SUPERSAMPLE, generate_clip, split_of
+from worldscape_jax.data.synthworld.clips import DEFAULT_SUPERSAMPLE, NAVIGATION_FAMILIES, generate_clip, split_of
 from worldscape_jax.eval.pose_estimation import estimate_trajectory
 from worldscape_jax.eval.trajectory import trajectory_accuracy
 
 _SIZES = flags.DEFINE_list("sizes", ["64", "128"], "Square frame sizes to render at.")
 _SCENES = flags.DEFINE_integer("scenes", 4, "Number of held-out scene seeds.")
 _FRAMES = flags.DEFINE_integer("num_frames", 33, "Frames per clip (1 + 4k).")
-_FAMILIES = flags.DEFINE_list("families", ["forward", "pan", "orbit", "there_and_back", "random_walk"],
-                              "Trajectory families.")
+_FAMILIES = flags.DEFINE_list("families", list(NAVIGATION_FAMILIES), "Trajectory families.")
 _SUPERSAMPLE = flags.DEFINE_integer("supersample", DEFAULT_SUPERSAMPLE, "Rays per pixel of the renders.")
 _OUT = flags.DEFINE_string("out", None, "Optional JSON output path.")
 

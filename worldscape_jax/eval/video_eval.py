@@ -63,8 +63,8 @@ def evaluate_clip(generated: UInt8[np.ndarray, "f h w 3"], reference: UInt8[np.n
     return {
         "psnr": clip_psnr(generated[after_first], reference[after_first]),
         "psnr_per_frame": psnr_frames.tolist(),
-        "psnr_first_frame_baseline": (clip_psnr(first_repeated[1:], reference[1:]) if len(reference) > 1
-                                      else float("nan")),
+        "psnr_first_frame_baseline": (clip_psnr(first_repeated[after_first], reference[after_first])
+                                      if len(reference) > 1 else float("nan")),
         "ssim": float(np.mean(np.asarray(ssim(generated, reference, 255.0)))),
         "memory_symmetry": memory_symmetry(generated),
         "memory_symmetry_ground_truth": memory_symmetry(reference),

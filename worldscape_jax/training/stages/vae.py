@@ -4,9 +4,10 @@ Loss = L1 + MSE between the clip and its reconstruction (pixels in [-1, 1]), plu
 `config.loss.kl_weight` x KL(q(z|x) || N(0, I)) with z sampled from the posterior. The KL weight is
 tiny (1e-6, the Stable-Diffusion / Wan practice): it keeps the latent scale bounded and the
 posterior slightly noisy, so that neighbouring latents decode to similar frames, which the DiT needs,
-while costing almost nothing in PSNR. Set it to 0 for a plain autoencoder (z = mu, no sampling). `config.loss.freeze_encoder` trains the
-decoder alone (started from an export with `config.init_from`), so that a better decoder can replace
-the committed one without changing the latents that the teacher was trained on.
+while costing almost nothing in PSNR. Set it to 0 for a plain autoencoder (z = mu, no sampling).
+`config.loss.freeze_encoder` trains the decoder alone (started from an export with `config.init_from`),
+so that a better decoder can replace the committed one without changing the latents that the teacher
+was trained on.
 
 Data: `config.data.num_clips` SynthWorld clips of the train split (F = 1 + 4k frames at
 height x width) are rendered once into memory and served in a seeded, per-epoch shuffled order;
