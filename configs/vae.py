@@ -43,12 +43,13 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # The preset's shape, spelled out so that flags can change it (--config.model.dim=16).
     config.model = ml_collections.ConfigDict(dict(
         preset=preset, dim=shape.dim, dim_mult=shape.dim_mult, num_res_blocks=shape.num_res_blocks,
-        temporal_downsample=shape.temporal_downsample, z_dim=shape.z_dim))
+        temporal_downsample=shape.temporal_downsample, z_dim=shape.z_dim, patch_shortcut=shape.patch_shortcut))
     config.data = ml_collections.ConfigDict(dict(
         frames=5 if tiny else 17, height=64 if tiny else 480, width=64 if tiny else 832,
         num_clips=256 if tiny else 64, heldout_clips=16,
         crop=0,  # > 0: train on random crop x crop windows (cheaper steps; see stages/vae.py)
     ))
+    config.shortcut_init = "pca"  # with model.patch_shortcut: start as the PCA autoencoder (stages/vae.py)
     config.loss = ml_collections.ConfigDict(dict(kl_weight=1e-6, freeze_encoder=False))
     config.optim.lr = 1e-3 if tiny else 1e-5
     config.optim.warmup_steps = 40 if tiny else 100

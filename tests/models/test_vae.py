@@ -1,5 +1,6 @@
 """Tests of the Wan causal 3-D VAE: layers against naive numpy loops, causality, stream == batch, Wan shapes."""
 
+import dataclasses
 import functools
 import math
 
@@ -10,7 +11,8 @@ import pytest
 
 from worldscape_jax.models import vae
 from worldscape_jax.models.vae_config import VAEConfig, wan2_1
-from worldscape_jax.models.vae_layers import CausalConv3d, Downsample, RMSNorm, Upsample
+from worldscape_jax.models.vae_layers import (
+    CausalConv3d, Downsample, PatchShortcutIn, PatchShortcutOut, RMSNorm, Upsample)
 
 SMALL = VAEConfig(dim=8, dim_mult=(1, 2, 2), num_res_blocks=1, temporal_downsample=(True, True), z_dim=4,
                   latent_mean=(0.1, -0.2, 0.3, 0.0), latent_std=(2.0, 0.5, 1.0, 1.5))
@@ -33,9 +35,12 @@ def randomize(shapes, seed):
     return jax.tree_util.tree_map_with_path(draw, shapes)
 
 
+SHORTCUT = dataclasses.replace(SMALL, patch_shortcut=True)
+
+
 @functools.cache
-def small_params(seed=0):
-    shapes = jax.eval_shape(lambda: vae.init_params(SMALL, jax.random.key(0, impl="rbg")))
+def small_params(seed=0, config=SMALL):
+    shapes = jax.eval_shape(lambda: vae.init_params(config, jax.random.key(0, impl="rbg")))
     return randomize(shapes, seed)
 
 
@@ -119,29 +124,32 @@ def small_video():
     return jnp.asarray(np.random.default_rng(4).uniform(-1, 1, (1, 9, 8, 8, 3)), jnp.float32)
 
 
-encode_small = jax.jit(functools.partial(vae.encode, config=SMALL))
-decode_small = jax.jit(functools.partial(vae.decode, config=SMALL, clip=False))
+both_designs = pytest.mark.parametrize("config", [SMALL, SHORTCUT], ids=["wan2_1_design", "patch_shortcut"])
 
 
-def test_encoder_is_causal_over_frame_groups():
-    video = small_video()
-    latents = encode_small(small_params(), video)
+@both_designs
+def test_encoder_is_causal_over_frame_groups(config):
+    video, params = small_video(), small_params(config=config)
+    encode = jax.jit(functools.partial(vae.encode, config=config))
+    latents = encode(params, video)
     assert latents.shape == (1, 3, 2, 2, 4)
     changed = video.at[:, 5:].set(-video[:, 5:])  # the last group of 4 frames
-    latents_changed = encode_small(small_params(), changed)
+    latents_changed = encode(params, changed)
     np.testing.assert_array_equal(latents_changed[:, :2], latents[:, :2])
     assert not np.allclose(latents_changed[:, 2], latents[:, 2])
 
 
-def test_stream_decode_equals_batch_decode():
-    latents = encode_small(small_params(), small_video())
-    batch = decode_small(small_params(), latents)
+@both_designs
+def test_stream_decode_equals_batch_decode(config):
+    params = small_params(config=config)
+    latents = vae.encode(params, small_video(), config)
+    batch = vae.decode(params, latents, config, clip=False)
     assert batch.shape == (1, 9, 8, 8, 3)
-    step = vae.jit_decode_step(SMALL, clip=False)
-    cache = vae.init_decode_cache(SMALL, 1, (2, 2))
+    step = vae.jit_decode_step(config, clip=False)
+    cache = vae.init_decode_cache(config, 1, (2, 2))
     pieces = []
     for t in range(latents.shape[1]):
-        frames, valid, cache = step(small_params(), cache, latents[:, t:t + 1])
+        frames, valid, cache = step(params, cache, latents[:, t:t + 1])
         assert frames.shape == (1, 4, 8, 8, 3)
         assert valid.tolist() == ([False] * 3 + [True] if t == 0 else [True] * 4)
         pieces.append(frames[:, np.asarray(valid)])
@@ -149,16 +157,41 @@ def test_stream_decode_equals_batch_decode():
     np.testing.assert_allclose(jnp.concatenate(pieces, 1), batch, rtol=1e-5, atol=1e-5)
 
 
-def test_stream_encode_equals_batch_encode():
-    video = small_video()
-    step = vae.jit_encode_step(SMALL)
-    cache = vae.init_encode_cache(SMALL, 1, (8, 8))
-    latents, cache = step(small_params(), cache, vae.first_encode_chunk(video[:, :1], SMALL))
+@both_designs
+def test_stream_encode_equals_batch_encode(config):
+    video, params = small_video(), small_params(config=config)
+    step = vae.jit_encode_step(config)
+    cache = vae.init_encode_cache(config, 1, (8, 8))
+    latents, cache = step(params, cache, vae.first_encode_chunk(video[:, :1], config))
     pieces = [latents]
     for group in range(2):
-        latents, cache = step(small_params(), cache, video[:, 1 + 4 * group:5 + 4 * group])
+        latents, cache = step(params, cache, video[:, 1 + 4 * group:5 + 4 * group])
         pieces.append(latents)
-    np.testing.assert_allclose(jnp.concatenate(pieces, 1), encode_small(small_params(), video), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(jnp.concatenate(pieces, 1), vae.encode(params, video, config), rtol=1e-5, atol=1e-5)
+
+
+def test_patch_shortcut_is_a_linear_map_of_each_frame_group_and_back():
+    """The shortcut alone, against a loop over frame groups [1, 4, 4] and 4x4 pixel blocks."""
+    params = small_params(config=SHORTCUT)
+    video = np.asarray(small_video(), np.float64)
+    enc, dec = (np.asarray(params[n]["proj"]["kernel"], np.float64) for n in ("patch_encoder", "patch_decoder"))
+    enc_bias, dec_bias = (np.asarray(params[n]["proj"]["bias"]) for n in ("patch_encoder", "patch_decoder"))
+    padded = np.concatenate([np.zeros((1, 3, 8, 8, 3)), video], axis=1)
+    moments = np.zeros((1, 3, 2, 2, 8))
+    for g, i, j in np.ndindex(3, 2, 2):
+        block = padded[0, 4 * g:4 * g + 4, 4 * i:4 * i + 4, 4 * j:4 * j + 4]  # [t, y, x, c]
+        moments[0, g, i, j] = block.reshape(-1) @ enc + enc_bias
+    shortcut_in = PatchShortcutIn(8, 4, 4)
+    np.testing.assert_allclose(shortcut_in.apply({"params": params["patch_encoder"]}, small_video()), moments,
+                               rtol=1e-5, atol=1e-5)
+    latents = moments[..., :4]
+    frames = np.zeros((1, 12, 8, 8, 3))
+    for g, i, j in np.ndindex(3, 2, 2):
+        block = latents[0, g, i, j] @ dec + dec_bias
+        frames[0, 4 * g:4 * g + 4, 4 * i:4 * i + 4, 4 * j:4 * j + 4] = block.reshape(4, 4, 4, 3)
+    shortcut_out = PatchShortcutOut(3, 4, 4)
+    out = shortcut_out.apply({"params": params["patch_decoder"]}, jnp.asarray(latents, jnp.float32))
+    np.testing.assert_allclose(out, frames[:, 3:], rtol=1e-5, atol=1e-5)
 
 
 def test_normalize_denormalize_round_trip_and_wan_scale_convention():

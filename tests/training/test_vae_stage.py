@@ -58,10 +58,12 @@ def test_crop_larger_than_the_frame_is_named():
         vae_stage.make_dataset(config, 0, 1)
 
 
-def _small_setup(freeze: bool):
+def _small_setup(freeze: bool, shortcut: bool = False):
     import jax
     config = vae_configs.get_config("tiny")
     config.model.dim = 4
+    config.model.patch_shortcut = shortcut
+    config.shortcut_init = "random"
     config.data.frames, config.data.height, config.data.width = 5, 16, 16
     config.loss.freeze_encoder = freeze
     params = vae_stage.init_params(jax.random.key(0), config)
@@ -69,15 +71,17 @@ def _small_setup(freeze: bool):
     return config, params, {"video": video}
 
 
+@pytest.mark.parametrize("shortcut", [False, True])
 @pytest.mark.parametrize("freeze", [False, True])
-def test_freeze_encoder_stops_every_encoder_gradient_and_only_those(freeze):
+def test_freeze_encoder_stops_every_encoder_gradient_and_only_those(freeze, shortcut):
     import jax
-    config, params, batch = _small_setup(freeze)
+    config, params, batch = _small_setup(freeze, shortcut)
     grads = jax.grad(lambda p: vae_stage.loss_fn(p, batch, jax.random.key(1), config)[0])(params)
     norms = {name: float(sum(np.abs(np.asarray(g)).sum() for g in jax.tree.leaves(sub)))
              for name, sub in grads.items()}
-    encoding = [n for n in norms if n.startswith("encoder") or n == "quant_conv"]
-    decoding = [n for n in norms if n.startswith("decoder") or n == "post_quant_conv"]
+    encoding = [n for n in norms if n in ("encoder", "quant_conv", "patch_encoder")]
+    decoding = [n for n in norms if n in ("decoder", "post_quant_conv", "patch_decoder")]
+    assert ("patch_encoder" in encoding) == shortcut
     assert encoding and decoding and len(encoding) + len(decoding) == len(norms), sorted(norms)
     assert all(norms[n] > 0 for n in decoding)
     assert all((norms[n] == 0) == freeze for n in encoding), norms
@@ -89,3 +93,40 @@ def test_freeze_encoder_with_weight_decay_is_refused():
     config.optim.weight_decay = 0.01
     with pytest.raises(ValueError, match="weight_decay"):
         vae_stage.loss_fn(params, batch, jax.random.key(1), config)
+
+
+def test_pca_init_reconstructs_like_a_numpy_pca_of_the_frame_group_blocks():
+    """With the shortcut and PCA init, encode -> decode is the PCA projection of every 4x4x4 block
+    (frame 0 a block padded with zeros in front), computed here by an explicit loop over blocks."""
+    import flax.linen as nn
+    import jax
+    from worldscape_jax.models import vae
+    config, params, _ = _small_setup(False, shortcut=True)
+    vae_cfg = vae_stage.vae_config(config)
+    rng = np.random.default_rng(3)
+    videos = np.clip(rng.normal(128, 60, (6, 5, 16, 16, 3)), 0, 255).astype(np.uint8)
+    params = nn.meta.unbox(vae_stage.pca_shortcut(params, vae_cfg, videos))
+    signed = videos.astype(np.float64) / 127.5 - 1.0
+    padded = np.concatenate([np.zeros((6, 3, 16, 16, 3)), signed], axis=1)
+    index = list(np.ndindex(6, 2, 4, 4))
+    blocks = np.stack([padded[n, 4 * g:4 * g + 4, 4 * i:4 * i + 4, 4 * j:4 * j + 4].reshape(-1)
+                       for n, g, i, j in index])
+    mean = blocks.mean(0)
+    _, _, vt = np.linalg.svd(blocks - mean, full_matrices=False)
+    projected = (blocks - mean) @ vt[:16].T @ vt[:16] + mean
+    expected = np.zeros_like(padded)
+    for row, (n, g, i, j) in enumerate(index):
+        expected[n, 4 * g:4 * g + 4, 4 * i:4 * i + 4, 4 * j:4 * j + 4] = projected[row].reshape(4, 4, 4, 3)
+    latents = vae.encode(params, jax.numpy.asarray(signed, np.float32), vae_cfg)
+    recon = vae.decode(params, latents, vae_cfg, clip=False)
+    np.testing.assert_allclose(recon, expected[:, 3:], atol=2e-4)
+    residual = np.mean((expected[:, 3:] - signed) ** 2)
+    assert 0 < residual < np.mean((signed - signed.mean()) ** 2)  # a real, lossy projection
+
+
+def test_unknown_shortcut_init_is_named():
+    import jax
+    config, _, _ = _small_setup(False, shortcut=True)
+    config.shortcut_init = "kmeans"
+    with pytest.raises(ValueError, match="config.shortcut_init='kmeans'"):
+        vae_stage.init_params(jax.random.key(0), config)

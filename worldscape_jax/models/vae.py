@@ -30,7 +30,8 @@ from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
 from worldscape_jax.models.vae_config import VAEConfig
 from worldscape_jax.models.vae_layers import (
-    AttentionBlock, CausalConv3d, Downsample, RMSNorm, ResidualBlock, Upsample, frame_validity)
+    AttentionBlock, CausalConv3d, Downsample, PatchShortcutIn, PatchShortcutOut, RMSNorm, ResidualBlock, Upsample,
+    frame_validity)
 
 
 class _StatefulSequence:
@@ -104,28 +105,40 @@ class Decoder3d(nn.Module):
 
 
 class WanVAE(nn.Module):
-    """Encoder + 1x1x1 quant conv (to mean and log-variance) and 1x1x1 post-quant conv + decoder."""
+    """Encoder + 1x1x1 quant conv (to mean and log-variance) and 1x1x1 post-quant conv + decoder.
+
+    With `config.patch_shortcut`, linear pixel-block <-> latent paths are added to both ends
+    (`patch_encoder`, `patch_decoder`); they are per block, so causality and streaming are unchanged.
+    """
 
     config: VAEConfig
 
     def setup(self):
-        z_dim = self.config.z_dim
-        self.encoder = Encoder3d(self.config, 2 * z_dim)
-        self.quant_conv = CausalConv3d(2 * z_dim, (1, 1, 1))
-        self.post_quant_conv = CausalConv3d(z_dim, (1, 1, 1))
-        self.decoder = Decoder3d(self.config)
+        cfg = self.config
+        self.encoder = Encoder3d(cfg, 2 * cfg.z_dim)
+        self.quant_conv = CausalConv3d(2 * cfg.z_dim, (1, 1, 1))
+        self.post_quant_conv = CausalConv3d(cfg.z_dim, (1, 1, 1))
+        self.decoder = Decoder3d(cfg)
+        if cfg.patch_shortcut:
+            self.patch_encoder = PatchShortcutIn(2 * cfg.z_dim, cfg.temporal_factor, cfg.spatial_factor)
+            self.patch_decoder = PatchShortcutOut(3, cfg.temporal_factor, cfg.spatial_factor)
 
     def encode_moments(self, video, state=None, first=None):
         """Raw latent mean and log-variance, and the encoder's new streaming state."""
         features, state = self.encoder(video, state, first)
         moments, _ = self.quant_conv(features)
+        if self.config.patch_shortcut:
+            moments = moments + self.patch_encoder(video, first)
         mu, log_var = jnp.split(moments, 2, axis=-1)
         return mu, log_var, state
 
     def decode_latents(self, latents, state=None, first=None):
         """Pixels (unclipped) from raw latents, and the decoder's new streaming state."""
         x, _ = self.post_quant_conv(latents)
-        return self.decoder(x, state, first)
+        video, state = self.decoder(x, state, first)
+        if self.config.patch_shortcut:
+            video = video + self.patch_decoder(latents, first)
+        return video, state
 
     def __call__(self, video):
         mu, _, _ = self.encode_moments(video)

@@ -29,6 +29,10 @@ class VAEConfig:
       The decoder upsamples time in the reverse order.
     z_dim: latent channels.
     latent_mean, latent_std: per-channel latent statistics used by normalize/denormalize.
+    patch_shortcut: add a linear path from every 4 x s x s pixel block (s = spatial_factor) straight to
+      the latent moments, and from each latent back to its block, beside the deep encoder and decoder
+      (DC-AE's residual autoencoding; Wan2.2's VAE puts such shortcuts in its resamplers). Off in
+      Wan2.1, whose checkpoint has no such parameters.
     """
 
     dim: int = 96
@@ -38,6 +42,7 @@ class VAEConfig:
     z_dim: int = 16
     latent_mean: tuple[float, ...] = WAN2_1_LATENT_MEAN
     latent_std: tuple[float, ...] = WAN2_1_LATENT_STD
+    patch_shortcut: bool = False
 
     def __post_init__(self):
         if len(self.temporal_downsample) != len(self.dim_mult) - 1:

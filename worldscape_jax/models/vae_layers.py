@@ -240,3 +240,64 @@ class Upsample(nn.Module):
                 x = jnp.where(first, _passthrough_last(x, 2 * x.shape[1]), _interleave_pairs(doubled))
         x = jnp.repeat(jnp.repeat(x, 2, axis=2), 2, axis=3)
         return SpatialConv(channels // 2, name="resample")(x), new_state
+
+
+def space_time_to_depth(x: Float[Array, "b f h w c"], t: int, s: int) -> Float[Array, "b g h2 w2 d"]:
+    """Folds every t x s x s block (t consecutive frames, s x s pixels) into one vector of t * s * s * C."""
+    b, f, h, w, c = x.shape
+    x = x.reshape(b, f // t, t, h // s, s, w // s, s, c)
+    return jnp.transpose(x, (0, 1, 3, 5, 2, 4, 6, 7)).reshape(b, f // t, h // s, w // s, t * s * s * c)
+
+
+def depth_to_space_time(y: Float[Array, "b g h w d"], t: int, s: int) -> Float[Array, "b f h2 w2 c"]:
+    """Inverse of `space_time_to_depth`: [B, G, h, w, t * s * s * C] -> [B, t * G, s * h, s * w, C]."""
+    b, g, h, w, d = y.shape
+    y = y.reshape(b, g, h, w, t, s, s, d // (t * s * s))
+    return jnp.transpose(y, (0, 1, 4, 2, 5, 3, 6, 7)).reshape(b, g * t, h * s, w * s, -1)
+
+
+class PatchShortcutIn(nn.Module):
+    """A linear map from every t x s x s pixel block straight to the latent moments (frame 0 is a block of its own).
+
+    Batch mode pads the front of time with t - 1 zero frames, so the blocks are the encoder's frame
+    groups [1, 4, 4, ...]; in streaming mode a chunk is one block (its placeholders zeroed on the first
+    call), so the path needs no cache.
+    """
+
+    features: int
+    temporal: int
+    spatial: int
+
+    @nn.compact
+    def __call__(self, x: Float[Array, "b f h w c"], first: Bool[Array, ""] | None = None):
+        valid = frame_validity(first, x.shape[1])
+        if valid is None:
+            x = jnp.concatenate([jnp.zeros((x.shape[0], self.temporal - 1, *x.shape[2:]), x.dtype), x], axis=1)
+        else:
+            x = x * valid[None, :, None, None, None].astype(x.dtype)
+        blocks = space_time_to_depth(x, self.temporal, self.spatial)
+        return nn.Dense(self.features, dtype=x.dtype, kernel_init=logical(_KERNEL_INIT, ("conv_in", "conv_out")),
+                        bias_init=logical(nn.initializers.zeros_init(), ("conv_out",)), name="proj")(blocks)
+
+
+class PatchShortcutOut(nn.Module):
+    """The decoder's mirror of `PatchShortcutIn`: each latent frame -> a t x s x s pixel block per latent pixel.
+
+    Batch mode drops the first latent's t - 1 leading frames (frame 0 is the last of its block, as in
+    the streaming convention); streaming returns all t frames, placeholders zeroed on the first call.
+    """
+
+    channels: int
+    temporal: int
+    spatial: int
+
+    @nn.compact
+    def __call__(self, z: Float[Array, "b g h w d"], first: Bool[Array, ""] | None = None):
+        features = self.temporal * self.spatial * self.spatial * self.channels
+        blocks = nn.Dense(features, dtype=z.dtype, kernel_init=logical(_KERNEL_INIT, ("conv_in", "conv_out")),
+                          bias_init=logical(nn.initializers.zeros_init(), ("conv_out",)), name="proj")(z)
+        x = depth_to_space_time(blocks, self.temporal, self.spatial)
+        valid = frame_validity(first, x.shape[1])
+        if valid is None:
+            return x[:, self.temporal - 1:]
+        return x * valid[None, :, None, None, None].astype(x.dtype)

@@ -167,18 +167,19 @@ def _cache_path(config) -> str:
 
 def _vae_digest(config) -> str:
     """SHA-1 of what the cached latents depend on: the VAE's shape and latent statistics and its encoding
-    params (`encoder`, `quant_conv`). A retrained VAE at the same path gets a new cache; a decoder-only
-    fine-tune (the VAE stage's `config.loss.freeze_encoder`) keeps the old one, which is still exact."""
+    params (`encoder`, `quant_conv`, and `patch_encoder` where the VAE has one). A retrained VAE at the
+    same path gets a new cache; a decoder-only fine-tune (the VAE stage's `config.loss.freeze_encoder`)
+    keeps the old one, which is still exact."""
     params, vae_config = load_vae(config.vae.checkpoint, config.vae.preset)
     digest = hashlib.sha1(repr(vae_config).encode())
-    for name in ENCODING_PARAMS:
+    for name in (n for n in ENCODING_PARAMS if n in params):
         for path, leaf in jax.tree_util.tree_flatten_with_path(params[name])[0]:
             digest.update(jax.tree_util.keystr(path).encode())
             digest.update(np.ascontiguousarray(np.asarray(leaf, np.float32)).tobytes())
     return digest.hexdigest()
 
 
-ENCODING_PARAMS = ("encoder", "quant_conv")  # the VAE params that `vae.encode` reads
+ENCODING_PARAMS = ("encoder", "quant_conv", "patch_encoder")  # the VAE params that `vae.encode` reads
 
 
 ENCODE_BATCH = 16  # clips per VAE call while building the cache (one compiled shape)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -53,11 +54,80 @@ def to_signed(video_uint8):
 
 
 def init_params(rng, config):
-    """Boxed VAE params. The 'rbg' PRNG is seeded from `rng`: its initialisers compile in seconds on a CPU."""
+    """Boxed VAE params. The 'rbg' PRNG is seeded from `rng`: its initialisers compile in seconds on a CPU.
+
+    With the patch shortcut and `config.shortcut_init == "pca"`, the model starts as the best linear
+    autoencoder of the training clips' frame groups (`pca_shortcut`), not from noise.
+    """
     d = config.data
     seed = jax.random.bits(rng, (), jnp.uint32)
     video = jnp.zeros((1, d.frames, d.height, d.width, 3), jnp.float32)
-    return WanVAE(vae_config(config)).init(jax.random.key(seed, impl="rbg"), video)["params"]
+    vae_cfg = vae_config(config)
+    params = WanVAE(vae_cfg).init(jax.random.key(seed, impl="rbg"), video)["params"]
+    init = config.get("shortcut_init", "random")
+    if init not in ("random", "pca"):
+        raise ValueError(f"config.shortcut_init={init!r}: expected 'random' or 'pca'")
+    if vae_cfg.patch_shortcut and init == "pca":
+        with jax.ensure_compile_time_eval():  # init_params is traced; the clips are rendered concretely
+            videos = _clips("train", min(PCA_CLIPS, d.num_clips), d.frames, d.height, d.width)
+        params = pca_shortcut(params, vae_cfg, videos)
+    return params
+
+
+PCA_CLIPS = 64  # train clips whose frame groups fit the PCA
+PCA_LOG_VAR = -10.0  # initial posterior log-variance: sampling noise (std 0.007) far below the latent scale
+
+
+def frame_group_blocks(videos_uint8: np.ndarray, temporal: int, spatial: int) -> np.ndarray:
+    """Every t x s x s block of the clips' frame groups [1, t, t, ...] (frame 0 padded in front with zeros),
+    flattened in `space_time_to_depth` order: [N, t * s * s * 3]."""
+    x = videos_uint8.astype(np.float32) / 127.5 - 1.0
+    n, f, h, w, c = x.shape
+    x = np.concatenate([np.zeros((n, temporal - 1, h, w, c), np.float32), x], axis=1)
+    x = x.reshape(n, (f + temporal - 1) // temporal, temporal, h // spatial, spatial, w // spatial, spatial, c)
+    return np.transpose(x, (0, 1, 3, 5, 2, 4, 6, 7)).reshape(-1, temporal * spatial * spatial * c)
+
+
+def pca_shortcut(params, vae_cfg: VAEConfig, videos_uint8: np.ndarray):
+    """Params whose end-to-end map is the PCA autoencoder of the clips' pixel blocks (z_dim components).
+
+    The shortcut encoder projects each block on the top principal directions and the shortcut decoder
+    maps back (mean included); both deep heads are zeroed, so the deep paths start as exact no-ops and
+    learn the non-linear remainder. On SynthWorld this starts near 30 dB where random init starts at 8.
+    """
+    blocks = frame_group_blocks(videos_uint8, vae_cfg.temporal_factor, vae_cfg.spatial_factor)
+    mean = blocks.mean(0)
+    _, _, directions = np.linalg.svd(blocks - mean, full_matrices=False)
+    basis = directions[:vae_cfg.z_dim]  # [z, block]
+    z = vae_cfg.z_dim
+    enc_kernel = np.zeros((basis.shape[1], 2 * z), np.float32)
+    enc_kernel[:, :z] = basis.T
+    enc_bias = np.concatenate([-mean @ basis.T, np.full(z, PCA_LOG_VAR)]).astype(np.float32)
+    values = {
+        ("patch_encoder", "proj", "kernel"): enc_kernel, ("patch_encoder", "proj", "bias"): enc_bias,
+        ("patch_decoder", "proj", "kernel"): basis.astype(np.float32),
+        ("patch_decoder", "proj", "bias"): mean.astype(np.float32),
+    }
+    for part in ("encoder", "decoder"):
+        for leaf in ("kernel", "bias"):
+            shape = nn.meta.unbox(params[part]["head_conv"][leaf]).shape
+            values[(part, "head_conv", leaf)] = np.zeros(shape, np.float32)
+    return _replace_leaves(params, values)
+
+
+def _replace_leaves(params, values: dict):
+    """`params` with the leaves at the given key paths replaced (boxes, and so logical axis names, kept)."""
+    def replace(path, leaf):
+        key = tuple(k.key for k in path)
+        if key not in values:
+            return leaf
+        new = jnp.asarray(values.pop(key))
+        return leaf.replace_boxed(new) if isinstance(leaf, nn.meta.AxisMetadata) else new
+
+    out = jax.tree_util.tree_map_with_path(replace, params, is_leaf=lambda x: isinstance(x, nn.meta.AxisMetadata))
+    if values:
+        raise ValueError(f"pca_shortcut: params lack {sorted(values)}")
+    return out
 
 
 def loss_fn(params, batch, rng, config):
