@@ -46,6 +46,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     ))
     config.flow = ml_collections.ConfigDict(dict(
         distribution="logit_normal", shift=1.0 if tiny else 5.0, per_frame=False, logit_mean=0.0, logit_std=1.0,
+        # tiny: the first latent is given clean (timestep 0, not scored) and held fixed while sampling;
+        # wan1_3b keeps Wan-Fun's recipe, where the first frame enters through the control channels only.
+        clean_first_latent=tiny,
     ))
     config.cond = ml_collections.ConfigDict(dict(drop_image=0.05, drop_camera=0.15))
     config.optim.lr = 4e-4 if tiny else 2e-5

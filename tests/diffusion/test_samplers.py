@@ -52,6 +52,27 @@ def test_guidance_extrapolates_between_the_cond_and_uncond_points():
         np.testing.assert_allclose(out, b + g * (a - b), atol=1e-4)
 
 
+def test_euler_keeps_a_clean_prefix_that_the_denoiser_sees_at_timestep_zero():
+    target = jnp.array([[0.5, -1.0]])
+    prefix = jax.random.normal(jax.random.key(3), (3, 1, 1, 2))
+    seen_clean = []
+
+    def denoise(x_t, t_frames, cond):
+        is_clean = jnp.all(t_frames[:, :1] == 0) & jnp.all(x_t[:, :1] == prefix)
+        jax.debug.callback(lambda c: seen_clean.append(bool(c)), is_clean)
+        sigma = (t_frames[:, 1:] / 1000.0)[..., None, None]
+        rest = (x_t[:, 1:] - target - x_t[:, :1]) / sigma  # the point oracle of target + the prefix
+        return jnp.concatenate([jnp.full_like(x_t[:, :1], 1e3), rest], axis=1)  # frame 0: a velocity to ignore
+
+    noise = jax.random.normal(jax.random.key(4), (3, 3, 1, 2))
+    out = samplers.euler_sample(denoise, noise, flow.inference_sigmas(6, shift=3.0), None, clean_prefix=prefix)
+    np.testing.assert_array_equal(out[:, :1], prefix)
+    np.testing.assert_allclose(out[:, 1:], jnp.broadcast_to(target + prefix, out[:, 1:].shape), atol=1e-5)
+    assert seen_clean == [True] * 6
+    with pytest.raises(ValueError, match="clean_prefix"):
+        samplers.euler_sample(denoise, noise, flow.inference_sigmas(2), None, clean_prefix=noise)
+
+
 def test_euler_with_gaussian_oracle_transports_noise_to_the_data_distribution():
     mu, std = 2.0, 0.5
     noise = jax.random.normal(jax.random.key(2), (4000, 1, 4, 4))

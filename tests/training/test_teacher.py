@@ -122,6 +122,52 @@ def test_generate_shapes_and_camera_ablation_changes_the_video(toy_teacher_confi
     assert np.abs(np.asarray(with_camera - without)).max() > 1e-4
 
 
+@pytest.mark.parametrize("clean_first", [True, False])
+def test_generate_holds_the_clean_first_latent_only_when_configured(toy_teacher_config, clean_first):
+    cfg = toy_teacher_config
+    cfg.flow.clean_first_latent = clean_first
+    params = jax.tree.map(lambda b: b.value if hasattr(b, "value") else b, teacher.init_params(jax.random.key(0), cfg),
+                          is_leaf=lambda b: hasattr(b, "value"))
+    vae_params, vae_cfg = vae = teacher.load_vae(cfg.vae.checkpoint, cfg.vae.preset)
+    clip = teacher.heldout_clips(cfg, 1)[0]
+    first = teacher.to_unit_range(clip["video"][None, :1])
+    video = teacher.generate(params, cfg, vae, first, jnp.asarray(clip["c2w"][None]),
+                             jnp.asarray(clip["intrinsics"][None]), jax.random.key(1), steps=2)
+    first_decoded = vae_lib.decode(vae_params, vae_lib.encode(vae_params, first, vae_cfg), vae_cfg)
+    matches = np.allclose(np.asarray(video[:, :1]), np.asarray(first_decoded), atol=1e-5)
+    assert matches == clean_first
+
+
+class _FrameOffsetModel:
+    """A stand-in DiT: velocity = per-frame learnable offsets; records what it was given."""
+
+    seen = {}
+
+    def apply(self, variables, x_t, t_frames, text, **kwargs):
+        self.seen.update(x_t=x_t, t_frames=t_frames)
+        return jnp.zeros_like(x_t) + variables["params"]["offset"][None, :, None, None, None]
+
+
+@pytest.mark.parametrize("clean_first", [True, False])
+def test_flow_loss_gives_the_first_latent_clean_and_unscored(toy_teacher_config, monkeypatch, clean_first):
+    cfg = toy_teacher_config
+    cfg.flow.clean_first_latent = clean_first
+    model = _FrameOffsetModel()
+    monkeypatch.setattr(teacher, "_model", lambda config: model)
+    t, h, w = teacher.latent_shape(cfg)
+    rng = np.random.default_rng(0)
+    batch = {"latents": jnp.asarray(rng.standard_normal((2, t, h, w, 16)), jnp.float32),
+             "cond": jnp.zeros((2, t, h, w, 32)), "c2w": jnp.broadcast_to(jnp.eye(4), (2, cfg.data.frames, 4, 4)),
+             "intrinsics": jnp.full((2, cfg.data.frames, 4), 0.5)}
+    grads = jax.grad(lambda p: teacher.loss_fn(p, batch, jax.random.key(2), cfg)[0])({"offset": jnp.zeros((t,))})
+    frame_grads = np.asarray(grads["offset"])
+    assert np.all(frame_grads[1:] != 0)
+    assert (frame_grads[0] == 0) == clean_first
+    first_given = np.array_equal(np.asarray(model.seen["x_t"][:, 0]), np.asarray(batch["latents"][:, 0]))
+    assert first_given == clean_first
+    assert np.all(np.asarray(model.seen["t_frames"][:, 0]) == 0) == clean_first
+
+
 def test_heldout_clips_from_an_offset_continue_the_same_sequence(toy_teacher_config):
     cfg = toy_teacher_config
     cfg.data.update(frames=1, height=16, width=16)

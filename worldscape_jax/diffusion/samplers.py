@@ -63,24 +63,36 @@ def euler_sample(
     uncond: Any | None = None,
     guidance_scale: float = 1.0,
     batched_guidance: bool = False,
+    clean_prefix: Float[Array, "b p ..."] | None = None,
 ) -> Float[Array, "b f ..."]:
     """Integrate the flow from x = noise at sigmas[0] to sigmas[-1] with Euler steps.
 
     sigmas: decreasing schedule (e.g. `flow.inference_sigmas(50, shift=5)`, from 1 to 0).
     Each step is x <- x + (sigma_next - sigma) * v(x, sigma). Runs as one `lax.scan`.
+    clean_prefix: P given frames (e.g. the first-frame latent of image-to-video). They stay clean:
+    the denoiser sees them with timestep 0 at every step and the output starts with them.
     """
     _check_schedule(sigmas, "euler_sample")
+    if clean_prefix is not None and (clean_prefix.shape[0] != noise.shape[0] or clean_prefix.shape[2:] != noise.shape[2:]
+                                     or clean_prefix.shape[1] >= noise.shape[1]):
+        raise ValueError(f"samplers.euler_sample: clean_prefix {clean_prefix.shape} must be [B, P, ...] like noise "
+                         f"{noise.shape} with P < {noise.shape[1]} frames")
+
+    def with_prefix(x, t_frames):
+        if clean_prefix is None:
+            return x, t_frames
+        p = clean_prefix.shape[1]
+        return x.at[:, :p].set(clean_prefix.astype(x.dtype)), t_frames.at[:, :p].set(0.0)
 
     def step(x, sigma_pair):
         sigma, sigma_next = sigma_pair
-        v = guided_velocity(
-            denoise_fn, x, _frame_timesteps(sigma, x), cond, uncond, guidance_scale, batched_guidance
-        )
+        x, t_frames = with_prefix(x, _frame_timesteps(sigma, x))
+        v = guided_velocity(denoise_fn, x, t_frames, cond, uncond, guidance_scale, batched_guidance)
         return (x + (sigma_next - sigma).astype(x.dtype) * v).astype(x.dtype), None
 
     pairs = (sigmas[:-1], sigmas[1:])
     x, _ = jax.lax.scan(step, noise, pairs)
-    return x
+    return with_prefix(x, _frame_timesteps(sigmas[-1], x))[0]
 
 
 def consistency_sample(

@@ -5,7 +5,9 @@ The bidirectional DiT learns the flow-matching velocity of a clip's latents give
     Fun-Control layout; `models/conditioning.py`), and
   * the camera path as Plücker rays through the camera encoder.
 Conditions are dropped at random (image: zeroed channels; camera: zeroed rays) so that sampling can
-use classifier-free guidance on the camera (`generate`).
+use classifier-free guidance on the camera (`generate`). With `config.flow.clean_first_latent` the
+first latent frame is also given as itself, clean at timestep 0 and left out of the loss (as
+Wan2.2's TI2V and the causal students do), and sampling holds it fixed.
 
 At `tiny` the data are SynthWorld clips of the train split, encoded once by the committed tiny VAE
 into a latent cache on disk (`config.data.cache_dir`); batches index that cache. The batch holds
@@ -93,6 +95,10 @@ def loss_fn(params, batch, rng, config):
     f, c = config.flow, config.cond
     sigma = flow.sample_sigmas(k_sigma, b, t, flow.TimestepSampling(f.distribution, f.shift, f.per_frame,
                                                                      f.logit_mean, f.logit_std))
+    frame_weight = None
+    if f.get("clean_first_latent", False):
+        sigma = sigma.at[:, 0].set(0.0)  # the given frame: clean, timestep 0, and not scored
+        frame_weight = jnp.ones((b, t), jnp.float32).at[:, 0].set(0.0)
     eps = jax.random.normal(k_eps, x0.shape, x0.dtype)
     keep_image = (jax.random.uniform(k_image, (b, 1, 1, 1, 1)) >= c.drop_image).astype(x0.dtype)
     keep_camera = (jax.random.uniform(k_camera, (b, 1, 1, 1, 1)) >= c.drop_camera).astype(x0.dtype)
@@ -100,8 +106,8 @@ def loss_fn(params, batch, rng, config):
     v = _model(config).apply({"params": params}, flow.add_noise(x0, eps, sigma), flow.sigma_to_timestep(sigma),
                              _text(config, b), cond=batch["cond"] * keep_image, camera=camera,
                              clip=_clip(config, b, batch))
-    loss = flow.flow_matching_loss(v, x0, eps)
-    return loss, {"fm_loss": loss, "mean_sigma": sigma.mean()}
+    loss = flow.flow_matching_loss(v, x0, eps, frame_weight)
+    return loss, {"fm_loss": loss, "mean_sigma": sigma[:, -1].mean()}
 
 
 def generate(params, config, vae, first_frames, c2w, intrinsics, rng, *, steps: int | None = None,
@@ -127,8 +133,11 @@ def generate(params, config, vae, first_frames, c2w, intrinsics, rng, *, steps: 
                            clip=clip)
 
     noise = jax.random.normal(rng, (b, t, h, w, config.model.out_dim))
+    first_latent = None
+    if config.flow.get("clean_first_latent", False):
+        first_latent = vae_lib.encode(vae_params, first_frames, vae_config)
     latents = samplers.euler_sample(denoise, noise, flow.inference_sigmas(steps, s.shift), camera,
-                                    jnp.zeros_like(camera), guidance)
+                                    jnp.zeros_like(camera), guidance, clean_prefix=first_latent)
     return vae_lib.decode(vae_params, latents, vae_config)
 
 
