@@ -5,11 +5,13 @@
       --out worldscape_jax/assets/teacher_tiny
 
 `tiny` trains on SynthWorld's train split (64x64, 9 frames = 3 latent frames) in the committed tiny
-VAE's latent space (it reconstructs held-out 9-frame clips at 26.5 dB). `wan1_3b` is the paper's scale
+VAE's latent space (it reconstructs held-out 9-frame clips at 32.0 dB). `wan1_3b` is the paper's scale
 (832x480, 81 frames, Fun-Control 48 channels with the CLIP branch); on a CPU it is only lowered and
 compiled (tests/training/test_teacher.py).
 
-The committed worldscape_jax/assets/teacher_tiny: 2500 steps of this config on 512 clips (9.5 min), then,
+The committed worldscape_jax/assets/teacher_tiny predates that VAE and the clean first latent: it was
+trained in the latent space of assets/vae_tiny_v1 (26.5 dB), which its config.json names, with
+clean_first_latent off: 2500 steps of this config on 512 clips (9.5 min), then,
 after the VAE's crop phase changed its latent space, continued from that export on 4096 clips:
   --config.init_from=asset:teacher_tiny --config.data.num_clips=4096 --config.total_steps=12000
   --config.ema.start_step=2000
