@@ -14,7 +14,7 @@ from worldscape_jax.configs import teacher as teacher_config
 from worldscape_jax.configs import vae as vae_configs
 from worldscape_jax.data.synthworld import generate_clip, split_of
 from worldscape_jax.models import vae as vae_lib
-from worldscape_jax.models.conditioning import control_video, encode_conditions
+from worldscape_jax.models.conditioning import control_video, encode_conditions, first_frame_latent
 from worldscape_jax.models.vae_config import get_vae_config
 from worldscape_jax.training.export import export_params
 from worldscape_jax.training.logging import read_jsonl
@@ -41,6 +41,7 @@ def test_encode_conditions_layout():
     np.testing.assert_allclose(np.asarray(first[:, 0]), np.asarray(vae_lib.encode(params, video[:, :1], cfg)[:, 0]),
                                atol=1e-5)
     assert np.all(np.asarray(first[:, 1:]) == 0)
+    np.testing.assert_array_equal(np.asarray(first_frame_latent(cond, cfg)), np.asarray(first[:, :1]))
     # the control latent of frame 0 is the first frame's latent (causal encoder)
     np.testing.assert_allclose(np.asarray(control[:, 0]), np.asarray(first[:, 0]), atol=1e-5)
 

@@ -78,21 +78,21 @@ def euler_sample(
         raise ValueError(f"samplers.euler_sample: clean_prefix {clean_prefix.shape} must be [B, P, ...] like noise "
                          f"{noise.shape} with P < {noise.shape[1]} frames")
 
-    def with_prefix(x, t_frames):
-        if clean_prefix is None:
-            return x, t_frames
-        p = clean_prefix.shape[1]
-        return x.at[:, :p].set(clean_prefix.astype(x.dtype)), t_frames.at[:, :p].set(0.0)
+    prefix = 0 if clean_prefix is None else clean_prefix.shape[1]
+
+    def hold_prefix(x):
+        return x if clean_prefix is None else x.at[:, :prefix].set(clean_prefix.astype(x.dtype))
 
     def step(x, sigma_pair):
         sigma, sigma_next = sigma_pair
-        x, t_frames = with_prefix(x, _frame_timesteps(sigma, x))
+        x = hold_prefix(x)
+        t_frames = _frame_timesteps(sigma, x).at[:, :prefix].set(0.0)
         v = guided_velocity(denoise_fn, x, t_frames, cond, uncond, guidance_scale, batched_guidance)
         return (x + (sigma_next - sigma).astype(x.dtype) * v).astype(x.dtype), None
 
     pairs = (sigmas[:-1], sigmas[1:])
     x, _ = jax.lax.scan(step, noise, pairs)
-    return with_prefix(x, _frame_timesteps(sigmas[-1], x))[0]
+    return hold_prefix(x)
 
 
 def consistency_sample(

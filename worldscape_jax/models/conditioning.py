@@ -36,6 +36,11 @@ def encode_conditions(vae_params, vae_config: VAEConfig, video: Float[Array, "b 
     return jnp.concatenate([control, first], axis=-1)
 
 
+def first_frame_latent(cond: Float[Array, "b t h w c2"], vae_config: VAEConfig) -> Float[Array, "b 1 h w z"]:
+    """The first-frame latent that `encode_conditions` put in its last z_dim channels of latent frame 0."""
+    return cond[:, :1, ..., vae_config.z_dim:]
+
+
 def camera_input(c2w: Float[Array, "b f 4 4"], intrinsics: Float[Array, "b f 4"], height: int, width: int,
                  stride_t: int) -> Float[Array, "b t h w c"]:
     """Packed Plücker rays of the poses relative to the first frame: the camera encoder's input."""

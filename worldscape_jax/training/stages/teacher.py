@@ -30,7 +30,7 @@ from worldscape_jax.data import synthworld
 from worldscape_jax.data.synthworld import generate_clip, split_of
 from worldscape_jax.diffusion import flow, samplers
 from worldscape_jax.models import vae as vae_lib
-from worldscape_jax.models.conditioning import camera_input, encode_conditions
+from worldscape_jax.models.conditioning import camera_input, encode_conditions, first_frame_latent
 from worldscape_jax.models.dit import build_dit
 from worldscape_jax.training.data_iter import indexed_batches, shuffled_index
 from worldscape_jax.training.export import load_exported, resolve_asset
@@ -135,7 +135,7 @@ def generate(params, config, vae, first_frames, c2w, intrinsics, rng, *, steps: 
     noise = jax.random.normal(rng, (b, t, h, w, config.model.out_dim))
     first_latent = None
     if config.flow.get("clean_first_latent", False):
-        first_latent = vae_lib.encode(vae_params, first_frames, vae_config)
+        first_latent = first_frame_latent(cond_latents, vae_config)
     latents = samplers.euler_sample(denoise, noise, flow.inference_sigmas(steps, s.shift), camera,
                                     jnp.zeros_like(camera), guidance, clean_prefix=first_latent)
     return vae_lib.decode(vae_params, latents, vae_config)

@@ -31,6 +31,7 @@ from tqdm import tqdm
 from worldscape_jax.data.synthworld import generate_clip, split_of
 from worldscape_jax.models.vae import WanVAE, check_video
 from worldscape_jax.models.vae_config import VAEConfig, get_vae_config
+from worldscape_jax.models.vae_layers import space_time_to_depth
 from worldscape_jax.training.data_iter import indexed_batches, shuffled_index
 
 
@@ -68,9 +69,9 @@ def init_params(rng, config):
     if init not in ("random", "pca"):
         raise ValueError(f"config.shortcut_init={init!r}: expected 'random' or 'pca'")
     if vae_cfg.patch_shortcut and init == "pca":
-        with jax.ensure_compile_time_eval():  # init_params is traced; the clips are rendered concretely
+        with jax.ensure_compile_time_eval():  # init_params is traced; the clips and the PCA are concrete
             videos = _clips("train", min(PCA_CLIPS, d.num_clips), d.frames, d.height, d.width)
-        params = pca_shortcut(params, vae_cfg, videos)
+            params = pca_shortcut(params, vae_cfg, videos)
     return params
 
 
@@ -80,12 +81,11 @@ PCA_LOG_VAR = -10.0  # initial posterior log-variance: sampling noise (std 0.007
 
 def frame_group_blocks(videos_uint8: np.ndarray, temporal: int, spatial: int) -> np.ndarray:
     """Every t x s x s block of the clips' frame groups [1, t, t, ...] (frame 0 padded in front with zeros),
-    flattened in `space_time_to_depth` order: [N, t * s * s * 3]."""
+    flattened as the shortcut sees them (`space_time_to_depth`): [N, t * s * s * 3]."""
     x = videos_uint8.astype(np.float32) / 127.5 - 1.0
-    n, f, h, w, c = x.shape
-    x = np.concatenate([np.zeros((n, temporal - 1, h, w, c), np.float32), x], axis=1)
-    x = x.reshape(n, (f + temporal - 1) // temporal, temporal, h // spatial, spatial, w // spatial, spatial, c)
-    return np.transpose(x, (0, 1, 3, 5, 2, 4, 6, 7)).reshape(-1, temporal * spatial * spatial * c)
+    x = np.concatenate([np.zeros((x.shape[0], temporal - 1, *x.shape[2:]), np.float32), x], axis=1)
+    blocks = np.asarray(space_time_to_depth(x, temporal, spatial))
+    return blocks.reshape(-1, blocks.shape[-1])
 
 
 def pca_shortcut(params, vae_cfg: VAEConfig, videos_uint8: np.ndarray):
