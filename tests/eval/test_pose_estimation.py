@@ -38,12 +38,14 @@ def test_block_motion_recovers_translation_direction_and_detects_pure_turns():
     rotation, translation = _rotation(0.05, 0.02), np.array([0.3, 0.0, 0.4])
     points_b = points_a @ rotation.T + translation  # x_b = R x_a + t
     motion = pe.block_motion(_project(points_a), _project(points_b), 100.0, pe.VOConfig())
-    assert motion is not None and not motion[2]
-    np.testing.assert_allclose(motion[0], rotation, atol=1e-6)
-    np.testing.assert_allclose(motion[1], translation / np.linalg.norm(translation), atol=1e-6)
+    assert motion is not None and not motion.pure_turn
+    np.testing.assert_allclose(motion.rotation, rotation, atol=1e-6)
+    np.testing.assert_allclose(motion.translation, translation / np.linalg.norm(translation), atol=1e-6)
+    assert motion.turn_evidence > pe.VOConfig().selection_threshold and motion.rotation_residual_px > 0.5
     turned = pe.block_motion(_project(points_a), _project(points_a @ rotation.T), 100.0, pe.VOConfig())
-    assert turned[2] and np.allclose(turned[1], 0.0)
-    np.testing.assert_allclose(turned[0], rotation, atol=1e-8)
+    assert turned.pure_turn and np.allclose(turned.translation, 0.0)
+    np.testing.assert_allclose(turned.rotation, rotation, atol=1e-8)
+    assert turned.rotation_residual_px < 1e-6 and turned.turn_evidence <= pe.VOConfig().selection_threshold
 
 
 def test_block_poses_end_at_the_block_motion_and_turn_evenly():
@@ -107,6 +109,10 @@ def test_estimator_follows_rendered_point_cloud(keys):
     estimate = pe.estimate_trajectory(video, intrinsics)
     assert estimate.failed_blocks == 0
     assert estimate.rotation_only_blocks.tolist() == [key == "e" for key in keys]
+    turns = estimate.rotation_only_blocks
+    assert np.all(estimate.turn_evidence[turns] <= pe.VOConfig().selection_threshold)
+    assert np.all(estimate.turn_evidence[~turns] > pe.VOConfig().selection_threshold)
+    assert np.all(np.isfinite(estimate.rotation_residual_px))
     score = trajectory_accuracy(estimate.c2w, target)
     assert score.raw >= 0.9 and score.accuracy == 1.0
     aligned, scale = pe.align_scale(estimate.c2w, target)
@@ -155,12 +161,12 @@ def test_model_selection_tells_a_slow_walk_past_far_scenery_from_a_turn():
         walked = points - np.array([0.0, 0.0, 0.08])  # x_b = x_a + t, camera moved forward by 8 cm
         motion = pe.block_motion(_noisy_projection(points, rng, noise_px, focal_px),
                                  _noisy_projection(walked, rng, noise_px, focal_px), focal_px, pe.VOConfig())
-        assert motion is not None and not motion[2], seed
-        assert abs(motion[1][2]) > 0.9, motion[1]  # along the optical axis
+        assert motion is not None and not motion.pure_turn, seed
+        assert abs(motion.translation[2]) > 0.9, motion.translation  # along the optical axis
         turned = points @ _rotation(math.radians(3.0)).T
         motion = pe.block_motion(_noisy_projection(points, rng, noise_px, focal_px),
                                  _noisy_projection(turned, rng, noise_px, focal_px), focal_px, pe.VOConfig())
-        assert motion is not None and motion[2], seed
+        assert motion is not None and motion.pure_turn, seed
 
 
 def test_sampson_distance_is_zero_on_the_epipolar_constraint_and_grows_off_it():

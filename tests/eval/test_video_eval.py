@@ -30,11 +30,21 @@ def test_evaluate_clip_and_report_files(tmp_path):
     assert summary["num_clips"] == 2 and abs(summary["psnr"] - result["psnr"]) < 1e-9
     paths = report.write_report(str(tmp_path), summary, [result], generated[None], reference[None], c2w[None])
     assert all(os.path.exists(path) for path in paths.values())
-    metrics = json.loads(open(paths["metrics.json"]).read())
+    metrics = json.loads(open(paths["metrics.json"]).read(), parse_constant=_reject_non_json)
     assert "aligned_c2w" not in metrics["clips"][0]["trajectory"]
+    assert len(metrics["clips"][0]["trajectory"]["turn_evidence"]) == result["trajectory"]["num_blocks"]
     sheet = report.paired_contact_sheet(generated[None], reference[None], max_columns=3)
     np.testing.assert_array_equal(sheet[:24, :24], reference[0])  # ground truth is the first row
     np.testing.assert_array_equal(sheet[26:50, :24], generated[0])
+
+
+def _reject_non_json(constant):
+    raise AssertionError(f"metrics.json holds {constant}, which strict JSON readers reject")
+
+
+def test_json_ready_turns_nan_into_null_and_drops_arrays():
+    ready = report.json_ready({"a": [np.float32(np.nan), 1.5], "b": np.zeros(3), "c": {"d": float("nan")}})
+    assert ready == {"a": [None, 1.5], "c": {"d": None}}
 
 
 def test_a_still_frame_leaves_the_clip_psnr_finite():

@@ -9,7 +9,9 @@ follow) and the intrinsics. Reported per clip:
   that repeats the ground-truth first frame (a generator should beat it); SSIM per frame and its mean;
 - Memory Symmetry (appendix A.1.1) of the generated and of the ground-truth video;
 - Trajectory Accuracy (appendix A.1.1) of the camera path estimated from the generated video, and of
-  the path estimated from the ground-truth video (the estimator's ceiling on this clip).
+  the path estimated from the ground-truth video (the estimator's ceiling on this clip), with the
+  estimator's per-block turn evidence and the median distance of the tracks from a rigid rotation
+  (`rotation_residual_px`: how far a video's motion is from a pure turn; for a pan, its rigidity).
 For a set: the means, the fraction of clips whose Trajectory Accuracy is 1, and FVD when asked for.
 """
 
@@ -43,7 +45,12 @@ def _trajectory_entry(estimate: PoseEstimate, c2w: np.ndarray) -> dict:
     aligned, scale = align_scale(estimate.c2w, c2w)
     return {"accuracy": score.accuracy, "raw": score.raw, "failed_blocks": estimate.failed_blocks,
             "num_blocks": estimate.num_blocks, "pure_turn_blocks": int(estimate.rotation_only_blocks.sum()),
-            "scale": scale, "aligned_c2w": aligned}
+            "scale": scale, "turn_evidence": estimate.turn_evidence.tolist(),
+            "rotation_residual_px": _nan_median(estimate.rotation_residual_px), "aligned_c2w": aligned}
+
+
+def _nan_median(values: np.ndarray) -> float:
+    return float(np.nanmedian(values)) if np.any(np.isfinite(values)) else float("nan")
 
 
 def clip_psnr(video: UInt8[np.ndarray, "f h w 3"], reference: UInt8[np.ndarray, "f h w 3"]) -> float:
@@ -81,6 +88,8 @@ def summarise(clips: list[dict]) -> dict:
     for key in ("trajectory", "trajectory_ground_truth_video"):
         summary[f"{key}_accuracy"] = float(np.mean([clip[key]["accuracy"] for clip in clips]))
         summary[f"{key}_raw"] = float(np.mean([clip[key]["raw"] for clip in clips]))
+        summary[f"{key}_rotation_residual_px"] = _nan_median(
+            np.array([clip[key]["rotation_residual_px"] for clip in clips]))
     summary["psnr_gain_over_first_frame"] = summary["psnr"] - summary["psnr_first_frame_baseline"]
     return summary
 
