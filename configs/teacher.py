@@ -42,6 +42,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     config.data = ml_collections.ConfigDict(dict(
         frames=9 if tiny else 81, height=64 if tiny else 480, width=64 if tiny else 832,
         num_clips=4096 if tiny else 0, seed=0, cache_dir="runs/cache",
+        # Clip i of the cache follows families[traj_seed % len(families)]; add "keys" to train on every
+        # WASD/QERF key, idling and key combinations (the committed tiny teacher saw these five only).
+        families=("forward", "pan", "orbit", "there_and_back", "random_walk"),
     ))
     config.flow = ml_collections.ConfigDict(dict(
         distribution="logit_normal", shift=1.0 if tiny else 5.0, per_frame=False, logit_mean=0.0, logit_std=1.0,

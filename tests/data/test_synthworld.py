@@ -159,3 +159,17 @@ def test_synthworld_random_walk_moves_at_the_pace_of_the_other_families():
         angles = np.arccos(np.clip((np.trace(rel[:, :3, :3], axis1=1, axis2=2) - 1) / 2, -1, 1))
         effort = np.linalg.norm(rel[:, :3, 3], axis=-1) / trajectories.STEP + angles / trajectories.TURN
         assert effort.max() <= 1.0 + 1e-3, effort  # STEP or TURN per frame, as forward and pan move
+
+
+def test_synthworld_keys_family_is_a_random_key_sequence_inside_the_free_disc():
+    from worldscape_jax.geometry.actions import ActionConfig, actions_to_c2w, random_actions
+    for traj_seed in range(12):
+        start = clips.start_pose(traj_seed)
+        c2w = clips.family_path("keys", 33, traj_seed, start)
+        expected = actions_to_c2w(random_actions(8, traj_seed, max_distance=clips.FREE_RADIUS - 0.25), ActionConfig(),
+                                  start)
+        np.testing.assert_allclose(c2w, expected, atol=1e-6)
+        assert np.linalg.norm(c2w[:, :3, 3] - start[:3, 3], axis=-1).max() <= clips.FREE_RADIUS - 0.25 + 1e-5
+    assert "keys" in clips.FAMILIES and "keys" not in clips.NAVIGATION_FAMILIES  # default training mix unchanged
+    with pytest.raises(ValueError, match="1 \\+ 4 \\* steps"):
+        clips.family_path("keys", 10, 0, clips.start_pose(0))

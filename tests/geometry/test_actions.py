@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from worldscape_jax.geometry import trajectories
-from worldscape_jax.geometry.actions import (Action, ActionConfig, actions_to_c2w, num_frames_of,
-                                              parse_actions)
+from worldscape_jax.geometry.actions import (KEYS, Action, ActionConfig, actions_to_c2w, num_frames_of,
+                                              parse_actions, random_actions)
 from worldscape_jax.geometry.cameras import validate_c2w
 
 STEP_DEG = np.deg2rad(3.0)
@@ -167,3 +167,33 @@ def test_families_reject_bad_frame_counts():
         trajectories.forward_walk(0)
     with pytest.raises(ValueError, match="radius"):
         trajectories.orbit(4, radius=0.0)
+
+
+def test_random_actions_are_seeded_parse_and_press_every_key():
+    assert random_actions(12, 3) == random_actions(12, 3) != random_actions(12, 4)
+    pressed = set()
+    for seed in range(60):
+        text = random_actions(6, seed)
+        assert sum(action.steps for action in parse_actions(text)) == 6  # parse_actions rejects bad combos
+        pressed |= set(text.replace(",", ""))
+    assert pressed == set(KEYS)  # every key, "." (idle) included
+
+
+def test_random_actions_hold_keys_with_the_given_probability():
+    held = random_actions(10, 0, hold_probability=1.0).split(",")
+    assert held == held[:1] * 10
+    steps = [random_actions(400, seed, hold_probability=0.0).split(",") for seed in range(3)]
+    repeats = np.mean([a == b for items in steps for a, b in zip(items, items[1:])])
+    assert repeats < 0.15  # independent draws repeat by chance only (1 in ~21 for 25 move x turn pairs)
+
+
+def test_random_actions_stay_within_distance_and_pitch_limits():
+    config = ActionConfig()
+    for seed in range(20):
+        text = random_actions(30, seed, max_distance=0.25, max_pitch_deg=6.0, hold_probability=0.8)
+        c2w = actions_to_c2w(text, config)
+        assert np.linalg.norm(c2w[:, :3, 3], axis=-1).max() <= 0.25 + 1e-6, text
+        pitch_steps = np.cumsum([("r" in item) - ("f" in item) for item in text.split(",")])
+        assert np.abs(pitch_steps).max() <= 2, text
+    with pytest.raises(ValueError, match="num_steps"):
+        random_actions(0, 0)

@@ -12,7 +12,7 @@ import pytest
 
 from worldscape_jax.configs import teacher as teacher_config
 from worldscape_jax.configs import vae as vae_configs
-from worldscape_jax.data.synthworld import generate_clip, split_of
+from worldscape_jax.data.synthworld import clips, generate_clip, split_of
 from worldscape_jax.models import vae as vae_lib
 from worldscape_jax.models.conditioning import control_video, encode_conditions, first_frame_latent
 from worldscape_jax.models.vae_config import get_vae_config
@@ -81,6 +81,24 @@ def test_teacher_trains_on_synthworld_latents(toy_teacher_config, tmp_path):
     np.testing.assert_allclose(cache["latents"][2], np.asarray(vae_lib.encode(vae_params, video, vae_cfg))[0],
                                atol=1e-4)  # batched cache encoding equals encoding the clip alone
     assert int(state.step) == 3
+
+
+def test_latent_cache_follows_config_data_families(toy_teacher_config):
+    cfg, d = toy_teacher_config, toy_teacher_config.data
+    seeds = [s for s in range(d.seed, d.seed + 4 * d.num_clips) if split_of(s) == "train"][: d.num_clips]
+    default = teacher.build_latent_cache(cfg)
+    for i, seed in enumerate(seeds):  # the default mix is generate_clip's own choice, as before the option existed
+        reference = generate_clip(seed, d.frames, d.height, d.width, traj_seed=d.seed * 7919 + i)
+        np.testing.assert_allclose(default["c2w"][i], reference["c2w"])
+    cfg.data.families = ("keys",)
+    keys = teacher.build_latent_cache(cfg)
+    for i in range(len(seeds)):
+        traj_seed = d.seed * 7919 + i
+        np.testing.assert_allclose(keys["c2w"][i], clips.family_path("keys", d.frames, traj_seed,
+                                                                     clips.start_pose(traj_seed)), atol=1e-6)
+    cfg.data.families = ("keys", "fly")
+    with pytest.raises(ValueError, match="config.data.families.*'fly'"):
+        teacher.build_latent_cache(cfg)
 
 
 def test_retrained_vae_at_the_same_path_gets_a_new_latent_cache(toy_teacher_config):

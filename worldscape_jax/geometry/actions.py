@@ -138,3 +138,46 @@ def actions_to_c2w(text: str, config: ActionConfig = ActionConfig(), start_c2w: 
 def num_frames_of(text: str, config: ActionConfig = ActionConfig()) -> int:
     """How many poses `actions_to_c2w(text)` returns."""
     return 1 + sum(a.steps for a in parse_actions(text)) * config.frames_per_step
+
+
+MOVE_KEYS = ("", "w", "s", "a", "d")
+TURN_KEYS = ("", "q", "e", "r", "f")
+
+
+def random_actions(num_steps: int, seed: int, *, hold_probability: float = 0.5, max_distance: float = np.inf,
+                   max_pitch_deg: float = 30.0, config: ActionConfig = ActionConfig()) -> str:
+    """A random action string of `num_steps` steps, pressed the way a player might press keys.
+
+    Each step keeps the previous step's keys with `hold_probability`, else draws a move (none, W, S,
+    A, D) and a turn (none, Q, E, R, F) uniformly ("." when both are none), so every key, idling and
+    two-key combinations all occur. A move that would take the camera further than `max_distance`
+    from its start, or a pitch beyond +-`max_pitch_deg`, is dropped for that step: the path stays
+    where the scene is free and the horizon stays in view.
+    """
+    if num_steps < 1:
+        raise ValueError(f"random_actions: num_steps must be >= 1, got {num_steps}")
+    if not 0.0 <= hold_probability <= 1.0:
+        raise ValueError(f"random_actions: hold_probability must be in [0, 1], got {hold_probability}")
+    rng = np.random.default_rng(seed)
+    items, pitch_steps, previous = [], 0, ("", "")
+    max_pitch_steps = int(np.floor(max_pitch_deg / config.rotation_deg_per_step + 1e-9))
+    for _ in range(num_steps):
+        if items and rng.random() < hold_probability:
+            move, turn = previous
+        else:
+            move, turn = MOVE_KEYS[rng.integers(len(MOVE_KEYS))], TURN_KEYS[rng.integers(len(TURN_KEYS))]
+        pitch_change = {"r": 1, "f": -1}.get(turn, 0)
+        if abs(pitch_steps + pitch_change) > max_pitch_steps:
+            turn, pitch_change = "", 0
+        if move and _farthest(items + [(move + turn) or "."], config) > max_distance:
+            move = ""
+        pitch_steps += pitch_change
+        previous = (move, turn)
+        items.append((move + turn) or ".")
+    return ",".join(items)
+
+
+def _farthest(items: list[str], config: ActionConfig) -> float:
+    """Largest distance from the start reached along the path of `items`."""
+    positions = actions_to_c2w(",".join(items), config)[:, :3, 3]
+    return float(np.max(np.linalg.norm(positions, axis=-1)))

@@ -6,7 +6,8 @@ Everything is deterministic in (scene_seed, kind, trajectory, traj_seed, num_fra
 Camera: a pinhole with a 70 degree horizontal field of view and square pixels, centred principal
 point. Navigation clips start at the scene's eye point (the origin) with a heading drawn from
 `traj_seed`; the trajectory families are sized to stay inside the scene's free disc, so the camera
-never passes through an object. Action strings ("w*8,q*4") are taken literally from the same start
+never passes through an object ("keys", random presses of every key, drops a move that would leave
+the disc). Action strings ("w*8,q*4") are taken literally from the same start
 (0.08 units and 3 degrees per step; see geometry/actions.py) and must produce exactly `num_frames`
 poses (1 + 4 * steps); a long walk may leave the free disc. Manipulation clips keep the camera on
 the table (trajectory "static" by default) and any trajectory is applied from that camera.
@@ -31,7 +32,8 @@ import numpy as np
 from worldscape_jax.data.synthworld import scenes
 from worldscape_jax.data.synthworld.render import Frame, render_frames
 from worldscape_jax.geometry import trajectories
-from worldscape_jax.geometry.actions import ActionConfig, actions_to_c2w, integrate, num_frames_of, yaw_pitch_rotation
+from worldscape_jax.geometry.actions import (ActionConfig, actions_to_c2w, integrate, num_frames_of, random_actions,
+                                             yaw_pitch_rotation)
 from worldscape_jax.geometry.cameras import intrinsics_from_fov, make_pose
 
 FOV_X_DEG = 70.0
@@ -41,8 +43,9 @@ FOV_X_DEG = 70.0
 # at key speed (STEP or TURN per frame, like forward and pan) and short clips show the tour's start.
 PATHS_VERSION = 2
 FREE_RADIUS = 1.6
-FAMILIES = ("static", "forward", "pan", "orbit", "there_and_back", "random_walk")
-NAVIGATION_FAMILIES = FAMILIES[1:]
+NAVIGATION_FAMILIES = ("forward", "pan", "orbit", "there_and_back", "random_walk")
+# "keys": random key presses, one per latent frame (every WASD/QERF key, idling and combinations).
+FAMILIES = ("static", *NAVIGATION_FAMILIES, "keys")
 KINDS = ("navigation", "manipulation")
 HELDOUT_MODULUS = 10
 DEFAULT_SUPERSAMPLE = 9
@@ -90,6 +93,14 @@ def family_path(family: str, num_frames: int, traj_seed: int, start_c2w: np.ndar
     if family == "random_walk":
         return trajectories.random_walk(num_frames, traj_seed, radius=0.75 * (free_radius - margin),
                                         start_c2w=start_c2w, key_speed=True)
+    if family == "keys":
+        config = ActionConfig()
+        if (num_frames - 1) % config.frames_per_step:
+            raise ValueError(f"trajectory family 'keys' presses one key per {config.frames_per_step} frames, so "
+                             f"num_frames must be 1 + {config.frames_per_step} * steps, got {num_frames}")
+        keys = random_actions((num_frames - 1) // config.frames_per_step, traj_seed,
+                              max_distance=free_radius - margin, config=config)
+        return actions_to_c2w(keys, config, start_c2w)
     raise ValueError(f"trajectory family {family!r} is unknown; expected one of {FAMILIES} or an action string")
 
 

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from worldscape_jax.data import synthworld
 from worldscape_jax.data.synthworld import generate_clip, split_of
+from worldscape_jax.data.synthworld.clips import FAMILIES, NAVIGATION_FAMILIES
 from worldscape_jax.diffusion import flow, samplers
 from worldscape_jax.models import vae as vae_lib
 from worldscape_jax.models.conditioning import camera_input, encode_conditions, first_frame_latent
@@ -199,6 +200,16 @@ def _padded(video: jnp.ndarray, batch: int) -> jnp.ndarray:
     return jnp.concatenate([video, jnp.zeros((batch - video.shape[0], *video.shape[1:]), video.dtype)])
 
 
+def training_families(config) -> tuple[str, ...]:
+    """`config.data.families`, checked: camera-path families of SynthWorld that the teacher trains on."""
+    families = tuple(config.data.get("families", NAVIGATION_FAMILIES))
+    unknown = [name for name in families if name not in FAMILIES]
+    if not families or unknown:
+        raise ValueError(f"config.data.families must be a non-empty list of SynthWorld families {FAMILIES}; "
+                         f"got {list(families)} (unknown: {unknown})")
+    return families
+
+
 def build_latent_cache(config) -> dict[str, np.ndarray]:
     """Render `config.data.num_clips` train-split clips and encode them with the VAE (cached on disk)."""
     path = _cache_path(config)
@@ -209,11 +220,14 @@ def build_latent_cache(config) -> dict[str, np.ndarray]:
     vae_params, vae_config = load_vae(config.vae.checkpoint, config.vae.preset)
     encode = jax.jit(lambda video: (vae_lib.encode(vae_params, video, vae_config),
                                     encode_conditions(vae_params, vae_config, video)))
+    families = training_families(config)
     out = {k: [] for k in ("latents", "cond", "c2w", "intrinsics")}
     seeds = [s for s in range(d.seed, d.seed + 4 * d.num_clips) if split_of(s) == "train"][: d.num_clips]
     batch, pending = min(ENCODE_BATCH, len(seeds)), []
     for i, seed in enumerate(tqdm(seeds, desc="teacher: render + encode SynthWorld", unit="clip")):
-        clip = generate_clip(seed, d.frames, d.height, d.width, traj_seed=d.seed * 7919 + i)
+        traj_seed = d.seed * 7919 + i
+        clip = generate_clip(seed, d.frames, d.height, d.width, trajectory=families[traj_seed % len(families)],
+                             traj_seed=traj_seed)
         out["c2w"].append(clip["c2w"])
         out["intrinsics"].append(clip["intrinsics"])
         pending.append(clip["video"])
