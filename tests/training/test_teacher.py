@@ -16,7 +16,7 @@ from worldscape_jax.data.synthworld import clips, generate_clip, split_of
 from worldscape_jax.models import vae as vae_lib
 from worldscape_jax.models.conditioning import control_video, encode_conditions, first_frame_latent
 from worldscape_jax.models.vae_config import get_vae_config
-from worldscape_jax.training.export import export_params
+from worldscape_jax.training.export import config_differences, export_params, resolve_run_config
 from worldscape_jax.training.logging import read_jsonl
 from worldscape_jax.training.loop import train
 from worldscape_jax.training.stages import teacher
@@ -71,6 +71,7 @@ def test_teacher_trains_on_synthworld_latents(toy_teacher_config, tmp_path):
     state = train(toy_teacher_config, workdir)
     losses = [row["fm_loss"] for row in read_jsonl(os.path.join(workdir, "metrics.jsonl"))]
     assert len(losses) == 3 and all(np.isfinite(losses))
+    assert config_differences(resolve_run_config(workdir, None), toy_teacher_config) == []  # what export uses
     cache = teacher.build_latent_cache(toy_teacher_config)  # reused from disk, same arrays
     assert cache["latents"].shape == (3, 2, 8, 8, 16) and cache["cond"].shape == (3, 2, 8, 8, 32)
     d = toy_teacher_config.data

@@ -27,7 +27,7 @@ from jax.experimental import multihost_utils
 from worldscape_jax.training import logging as train_logging
 from worldscape_jax.training import media, sharding
 from worldscape_jax.training.checkpointing import Checkpointer
-from worldscape_jax.training.export import load_init_params
+from worldscape_jax.training.export import load_init_params, write_run_config
 from worldscape_jax.training.flops import function_flops
 from worldscape_jax.training.optim import make_optimizer
 from worldscape_jax.training.stages import get_stage
@@ -137,8 +137,9 @@ def write_samples(setup: Setup, config: Any, state: TrainState, workdir: str, st
         media.write_samples(os.path.join(workdir, "samples"), f"step_{step:07d}", videos, fps=config.sample.fps)
 
 
-def write_run_summary(setup: Setup, state: TrainState, workdir: str) -> None:
-    """Process 0 writes sharding.json (path -> shape and mesh spec per param) and prints the mesh."""
+def write_run_summary(setup: Setup, state: TrainState, workdir: str, config: Any) -> None:
+    """Process 0 writes sharding.json (path -> shape and mesh spec per param) and the run's config.json
+    (what launch/export.py exports it with), and prints the mesh."""
     if jax.process_index() != 0:
         return
     os.makedirs(workdir, exist_ok=True)
@@ -147,6 +148,7 @@ def write_run_summary(setup: Setup, state: TrainState, workdir: str) -> None:
     summary = {"mesh": dict(setup.mesh.shape), "processes": jax.process_count(), "params": params}
     with open(os.path.join(workdir, "sharding.json"), "w") as f:
         json.dump(summary, f, indent=1)
+    write_run_config(workdir, config)
     print(f"train: {count:,} params on mesh {dict(setup.mesh.shape)} over {jax.process_count()} process(es)")
 
 
@@ -187,7 +189,7 @@ def train(config: Any, workdir: str, hooks: Sequence[tuple[int, Hook]] = ()) -> 
     writer = train_logging.MetricWriter(workdir, tensorboard=config.log.tensorboard)
     state, step = restore_or_init(setup, config, ckpt, data_iter)
     writer.truncate_after(step)
-    write_run_summary(setup, state, workdir)
+    write_run_summary(setup, state, workdir, config)
     progress = train_logging.Progress(step, config.total_steps, config.global_batch, config.log.progress)
     peak = train_logging.peak_flops_per_device()
     compiled, flops, saved_step = None, None, step
