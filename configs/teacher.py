@@ -25,6 +25,7 @@ from __future__ import annotations
 import ml_collections
 
 from worldscape_jax.configs import dit
+from worldscape_jax.data.synthworld.clips import NAVIGATION_FAMILIES
 from worldscape_jax.training.defaults import trainer_config
 
 
@@ -44,7 +45,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         num_clips=4096 if tiny else 0, seed=0, cache_dir="runs/cache",
         # Clip i of the cache follows families[traj_seed % len(families)]; add "keys" to train on every
         # WASD/QERF key, idling and key combinations (the committed tiny teacher saw these five only).
-        families=("forward", "pan", "orbit", "there_and_back", "random_walk"),
+        families=NAVIGATION_FAMILIES,
     ))
     config.flow = ml_collections.ConfigDict(dict(
         distribution="logit_normal", shift=1.0 if tiny else 5.0, per_frame=False, logit_mean=0.0, logit_std=1.0,

@@ -61,8 +61,8 @@ def markdown_report(summary: dict, clips: list[dict], images: dict[str, str]) ->
     lines += ["", "Metrics: Memory Symmetry and Trajectory Accuracy follow the WorldScape paper's appendix A.1.1 "
               "(see worldscape_jax/eval/symmetry.py and trajectory.py for the readings of its gaps); camera paths "
               "are estimated from pixels by worldscape_jax/eval/pose_estimation.py. Off-rotation px: median distance "
-              "of the tracked points from the best pure rotation of each 4-frame block (near 0.05 px for a rendered "
-              "turn); a generated pan that wobbles reads as travel there.", ""]
+              "of the tracked points from the best pure rotation of each 4-frame block (0.03-0.1 px for a rendered "
+              "64x64 turn); a generated pan that wobbles reads as travel there.", ""]
     return "\n".join(lines)
 
 

@@ -212,6 +212,7 @@ def training_families(config) -> tuple[str, ...]:
 
 def build_latent_cache(config) -> dict[str, np.ndarray]:
     """Render `config.data.num_clips` train-split clips and encode them with the VAE (cached on disk)."""
+    families = training_families(config)
     path = _cache_path(config)
     if os.path.isfile(path):
         with np.load(path) as data:
@@ -220,7 +221,6 @@ def build_latent_cache(config) -> dict[str, np.ndarray]:
     vae_params, vae_config = load_vae(config.vae.checkpoint, config.vae.preset)
     encode = jax.jit(lambda video: (vae_lib.encode(vae_params, video, vae_config),
                                     encode_conditions(vae_params, vae_config, video)))
-    families = training_families(config)
     out = {k: [] for k in ("latents", "cond", "c2w", "intrinsics")}
     seeds = [s for s in range(d.seed, d.seed + 4 * d.num_clips) if split_of(s) == "train"][: d.num_clips]
     batch, pending = min(ENCODE_BATCH, len(seeds)), []
