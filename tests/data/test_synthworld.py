@@ -170,6 +170,6 @@ def test_synthworld_keys_family_is_a_random_key_sequence_inside_the_free_disc():
                                   start)
         np.testing.assert_allclose(c2w, expected, atol=1e-6)
         assert np.linalg.norm(c2w[:, :3, 3] - start[:3, 3], axis=-1).max() <= clips.FREE_RADIUS - 0.25 + 1e-5
-    assert "keys" in clips.FAMILIES and "keys" not in clips.NAVIGATION_FAMILIES  # default training mix unchanged
+    assert "keys" in clips.FAMILIES and "keys" not in clips.NAVIGATION_FAMILIES  # the mixed evaluation set stays navigation
     with pytest.raises(ValueError, match="1 \\+ 4 \\* steps"):
         clips.family_path("keys", 10, 0, clips.start_pose(0))
