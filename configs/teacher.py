@@ -1,8 +1,7 @@
 """Stage 1: the camera-controlled image-to-video teacher (training/stages/teacher.py).
 
   python launch/train.py --config configs/teacher.py:tiny --workdir runs/teacher_tiny
-  python launch/export.py --config configs/teacher.py:tiny --workdir runs/teacher_tiny \
-      --out worldscape_jax/assets/teacher_tiny
+  python launch/export.py --workdir runs/teacher_tiny --out worldscape_jax/assets/teacher_tiny
 
 `tiny` trains on SynthWorld's train split (64x64, 9 frames = 3 latent frames) in the committed tiny
 VAE's latent space (it reconstructs held-out 9-frame clips at 32.0 dB). `wan1_3b` is the paper's scale

@@ -26,8 +26,8 @@ from tqdm import tqdm
 _TEACHER = flags.DEFINE_string("teacher", "asset:teacher_tiny", "Exported teacher (launch/export.py) or asset:NAME.")
 _ACTIONS = flags.DEFINE_string("actions", "w,q", "Keys per latent frame, e.g. 'w,q' (1 + 4 * steps frames); or a "
                                "trajectory family (forward, pan, orbit, there_and_back, random_walk, static, keys); "
-                               "or 'mixed': each scene's own family among the first five, as the committed "
-                               "teacher was trained.")
+                               "or 'mixed': each scene's own navigation family (one of the first five), the "
+                               "teacher's held-out evaluation set.")
 _SCENES = flags.DEFINE_integer("scenes", 1, "Number of held-out scenes.")
 _FIRST_SCENE = flags.DEFINE_integer("first_scene", 0, "Index of the first held-out scene (tune sampler settings "
                                     "on scenes that the reported figures do not use).")
