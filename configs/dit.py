@@ -5,6 +5,7 @@ code at a size a 2-core CPU trains in minutes. Variants are comma-separated afte
   get_config("wan1_3b,fun_control")     # Fun-Control: 48 input channels + the CLIP image branch
   get_config("tiny,camera")             # with the Plücker camera encoder
   get_config("tiny,control,camera")     # the tiny teacher: 48 channels without CLIP, camera encoder
+  get_config("tiny,control,camera,ray_turn")  # + each pixel's ray turn in the camera input (experimental)
 
 Stage configs embed this under `config.model`.
 """
@@ -58,8 +59,11 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
             cfg.in_dim = 3 * cfg.out_dim
         elif variant == "camera":
             cfg.camera.enabled = True
+        elif variant == "ray_turn":  # geometry.plucker.ray_turn: 3 more camera channels (absent = off)
+            cfg.camera.ray_turn = True
+            cfg.camera.plucker_channels = 9
         elif variant == "bf16":
             cfg.dtype = "bfloat16"
         else:
-            raise ValueError(f"configs/dit.py: unknown variant {variant!r}; expected fun_control, control, camera or bf16")
+            raise ValueError(f"configs/dit.py: unknown variant {variant!r}; expected fun_control, control, camera, ray_turn or bf16")
     return cfg

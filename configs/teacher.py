@@ -14,6 +14,9 @@ families plus `keys` twice, so 2 clips in 7 are random presses of every WASD/QER
 key combinations. The teacher before it (in git history) saw the navigation families only and broke on
 keys a, d, s, r, f and on standing still (s: -11.1 dB against repeating the first frame; now -2.1 dB;
 standing still 20.2 -> 28.0 dB PSNR); on the navigation families the two are close (BENCHMARKS.md).
+
+`configs/teacher.py:tiny,ray_turn` adds each pixel's ray turn to the camera input (configs/dit.py); in a
+turn-only pilot it helped a little, a wider model much more (BENCHMARKS.md, "What would make turns rigid").
 """
 
 from __future__ import annotations
@@ -27,15 +30,21 @@ from worldscape_jax.training.defaults import trainer_config
 # Clip i of the latent cache follows TEACHER_FAMILIES[traj_seed % len(TEACHER_FAMILIES)]: repeating a
 # name weights it.
 TEACHER_FAMILIES = (*NAVIGATION_FAMILIES, "keys", "keys")
+# DiT variants accepted after the scale, e.g. configs/teacher.py:tiny,ray_turn (configs/dit.py).
+MODEL_VARIANTS = ("ray_turn",)
 
 
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
-    scale = (arg or "tiny").split(",")[0]
+    scale, *variants = (arg or "tiny").split(",")
     if scale not in ("tiny", "wan1_3b"):
         raise ValueError(f"configs/teacher.py: unknown scale {scale!r}; expected tiny or wan1_3b")
+    unknown = [v for v in variants if v not in MODEL_VARIANTS]
+    if unknown:
+        raise ValueError(f"configs/teacher.py: unknown variants {unknown}; expected any of {MODEL_VARIANTS}")
     tiny = scale == "tiny"
     config = trainer_config("teacher", total_steps=20000, global_batch=8 if tiny else 64)
-    config.model = dit.get_config("tiny,control,camera" if tiny else "wan1_3b,fun_control,camera,bf16")
+    model = "tiny,control,camera" if tiny else "wan1_3b,fun_control,camera,bf16"
+    config.model = dit.get_config(",".join([model, *variants]))
     config.vae = ml_collections.ConfigDict(dict(
         preset="tiny" if tiny else "wan2_1",
         checkpoint="asset:vae_tiny" if tiny else "",  # an export dir (launch/export.py) or asset:NAME

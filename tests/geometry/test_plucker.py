@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from worldscape_jax.geometry.cameras import make_pose
-from worldscape_jax.geometry.plucker import plucker_rays
+from worldscape_jax.geometry.plucker import plucker_rays, ray_turn
 
 
 def reference_ray(c2w, intr, height, width, row, col):
@@ -87,3 +87,30 @@ def test_bad_shapes_raise_clear_errors():
         plucker_rays(np.eye(3, dtype=np.float32), INTR, 4, 4)
     with pytest.raises(ValueError, match="intrinsics"):
         plucker_rays(np.eye(4, dtype=np.float32), INTR[:3], 4, 4)
+
+
+def test_ray_turn_is_zero_for_travel_and_the_rotated_minus_pinhole_ray_for_turns():
+    travel = make_pose(np.eye(3, dtype=np.float32), np.asarray([0.4, -0.1, 2.0], np.float32))
+    np.testing.assert_allclose(np.asarray(ray_turn(travel, INTR, 5, 7)), 0.0, atol=1e-7)
+    rotation = rot_y(3.0) @ np.asarray([[1, 0, 0], [0, np.cos(0.02), -np.sin(0.02)], [0, np.sin(0.02), np.cos(0.02)]])
+    turn = np.asarray(ray_turn(make_pose(rotation.astype(np.float32), np.ones(3, np.float32)), INTR, 5, 7))
+    for row, col in [(0, 0), (2, 3), (4, 6)]:
+        d = reference_ray(make_pose(rotation, np.zeros(3)), INTR, 5, 7, row, col)[3:]
+        d_cam = reference_ray(np.eye(4), INTR, 5, 7, row, col)[3:]
+        np.testing.assert_allclose(turn[row, col], d - d_cam, atol=1e-6)
+        # small turn omega: the ray moves by ~ omega x d_cam (first order)
+        omega = np.asarray([0.02, np.deg2rad(3.0), 0.0])
+        np.testing.assert_allclose(turn[row, col], np.cross(omega, d_cam), atol=2e-3)
+
+
+def test_camera_input_with_ray_turn_appends_three_channels_per_frame_after_the_plucker_ones():
+    from worldscape_jax.models.conditioning import camera_input
+    angles = np.deg2rad(np.arange(5) * 2.0)
+    c2w = np.stack([make_pose(rot_y(np.rad2deg(a)), np.asarray([0.1 * a, 0, a])) for a in angles])[None]
+    intr = np.broadcast_to(INTR, (1, 5, 4))
+    plain = np.asarray(camera_input(c2w.astype(np.float32), intr, 8, 8, 4))
+    turned = np.asarray(camera_input(c2w.astype(np.float32), intr, 8, 8, 4, with_ray_turn=True))
+    assert plain.shape == (1, 2, 8, 8, 24) and turned.shape == (1, 2, 8, 8, 36)
+    np.testing.assert_array_equal(turned[..., :24], plain)  # channel c * stride + k: Plücker first
+    last = np.asarray(ray_turn(c2w[0, -1].astype(np.float32), INTR, 8, 8))
+    np.testing.assert_allclose(turned[0, 1, ..., 24 + 3::4], last, atol=1e-6)  # frame 4 is group 1's last

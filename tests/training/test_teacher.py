@@ -142,6 +142,22 @@ def test_generate_shapes_and_camera_ablation_changes_the_video(toy_teacher_confi
     assert np.abs(np.asarray(with_camera - without)).max() > 1e-4
 
 
+def test_ray_turn_variant_feeds_nine_channels_per_frame_to_the_camera_encoder(toy_teacher_config):
+    with pytest.raises(ValueError, match="unknown variants"):
+        teacher_config.get_config("tiny,ray_trun")
+    cfg = toy_teacher_config
+    cfg.model = teacher_config.get_config("tiny,ray_turn").model
+    cfg.model.num_layers = 1
+    params = teacher.init_params(jax.random.key(0), cfg)
+    kernel = params["camera_encoder"]["proj_in"]["kernel"]
+    kernel = getattr(kernel, "value", kernel)
+    stride_t, stride_s = cfg.model.vae_stride[0], cfg.model.vae_stride[1]
+    assert kernel.shape[2] == 9 * stride_t * stride_s ** 2
+    c2w = jnp.broadcast_to(jnp.eye(4), (1, cfg.data.frames, 4, 4))
+    intrinsics = jnp.full((1, cfg.data.frames, 4), 0.5)
+    assert teacher._camera(cfg, c2w, intrinsics).shape[-1] == 9 * stride_t
+
+
 @pytest.mark.parametrize("clean_first", [True, False])
 def test_generate_holds_the_clean_first_latent_only_when_configured(toy_teacher_config, clean_first):
     cfg = toy_teacher_config

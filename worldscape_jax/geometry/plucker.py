@@ -4,6 +4,11 @@ For pixel (i, j) (column i, row j) the ray passes through the pixel centre (i + 
 camera-frame direction ((u - cx) / fx, (v - cy) / fy, 1) is normalised to unit length *before* it is
 rotated to the world, d = R_c2w d_cam; the origin is the camera centre o = t_c2w. The embedding is
 [o x d, d]: the moment first, then the direction, 6 channels per pixel. No scale normalisation.
+
+`ray_turn` is an optional extra (not in CameraCtrl or the paper): d - d_cam, how far each pixel's ray
+has turned since the reference camera. Plücker rays carry no pixel position, so from them alone a
+token cannot tell which way its own pixels' rays pointed at frame 0; for a small turn by omega,
+d - d_cam ~ omega x d_cam is the pixel's motion at infinity, the whole image motion of a pure turn.
 """
 
 from __future__ import annotations
@@ -54,3 +59,19 @@ def plucker_rays(c2w: Float[Array, "... 4 4"], intrinsics: Float[Array, "... 4"]
         raise ValueError(f"plucker_rays: intrinsics must be [..., 4] (fx, fy, cx, cy), got shape {intrinsics.shape}")
     origin, direction = world_rays(c2w, intrinsics, height, width)
     return jnp.concatenate([jnp.cross(origin, direction), direction], axis=-1)
+
+
+@functools.partial(jax.jit, static_argnames=("height", "width"))
+def ray_turn(c2w: Float[Array, "... 4 4"], intrinsics: Float[Array, "... 4"], height: int,
+             width: int) -> Float[Array, "... h w 3"]:
+    """d - d_cam per pixel, [..., H, W, 3]: the turn of each pixel's ray relative to the reference frame.
+
+    Zero wherever the camera has not rotated (however far it travelled); bounded by 2. Like
+    `plucker_rays`, it expects poses already relative to the clip's first frame.
+    """
+    if c2w.shape[-2:] != (4, 4):
+        raise ValueError(f"ray_turn: c2w must be [..., 4, 4], got shape {c2w.shape}")
+    if intrinsics.shape[-1] != 4:
+        raise ValueError(f"ray_turn: intrinsics must be [..., 4] (fx, fy, cx, cy), got shape {intrinsics.shape}")
+    _, direction = world_rays(c2w, intrinsics, height, width)
+    return direction - camera_directions(jnp.asarray(intrinsics, jnp.float32), height, width)

@@ -4,8 +4,9 @@
   there is no hand, i.e. for navigation). VAE-encoded, it is concatenated with the noisy latents on
   channels, together with the first-frame latent (zero after latent frame 0): the Wan2.1-Fun-Control
   48-channel layout [noise 16 | control 16 | first frame 16].
-* Camera: Plücker rays of the poses relative to the clip's first frame, at pixel resolution,
-  packed to the VAE's temporal stride for the camera encoder.
+* Camera: Plücker rays of the poses relative to the clip's first frame, at pixel resolution (with
+  `ray_turn`, three more channels per pixel: `geometry.plucker.ray_turn`), packed to the VAE's
+  temporal stride for the camera encoder.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from worldscape_jax.geometry.cameras import relative_to_first
-from worldscape_jax.geometry.plucker import plucker_rays
+from worldscape_jax.geometry.plucker import plucker_rays, ray_turn
 from worldscape_jax.models import vae as vae_lib
 from worldscape_jax.models.camera_encoder import pack_frames
 from worldscape_jax.models.vae_config import VAEConfig
@@ -42,7 +43,13 @@ def first_frame_latent(cond: Float[Array, "b t h w c2"], vae_config: VAEConfig) 
 
 
 def camera_input(c2w: Float[Array, "b f 4 4"], intrinsics: Float[Array, "b f 4"], height: int, width: int,
-                 stride_t: int) -> Float[Array, "b t h w c"]:
-    """Packed Plücker rays of the poses relative to the first frame: the camera encoder's input."""
-    rays = plucker_rays(relative_to_first(c2w), intrinsics, height, width)
+                 stride_t: int, with_ray_turn: bool = False) -> Float[Array, "b t h w c"]:
+    """Packed Plücker rays of the poses relative to the first frame: the camera encoder's input.
+
+    6 channels per pixel and frame, or 9 with `with_ray_turn` (then [o x d, d, d - d_cam]).
+    """
+    relative = relative_to_first(c2w)
+    rays = plucker_rays(relative, intrinsics, height, width)
+    if with_ray_turn:
+        rays = jnp.concatenate([rays, ray_turn(relative, intrinsics, height, width)], axis=-1)
     return pack_frames(rays, stride_t)

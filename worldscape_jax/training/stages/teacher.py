@@ -69,7 +69,8 @@ def _clip(config, batch_size: int, batch: dict | None = None):
 
 def _camera(config, c2w, intrinsics):
     d = config.data
-    return camera_input(c2w, intrinsics, d.height, d.width, config.model.vae_stride[0])
+    return camera_input(c2w, intrinsics, d.height, d.width, config.model.vae_stride[0],
+                        with_ray_turn=config.model.camera.get("ray_turn", False))
 
 
 def latent_shape(config) -> tuple[int, int, int]:
