@@ -114,3 +114,11 @@ def test_camera_input_with_ray_turn_appends_three_channels_per_frame_after_the_p
     np.testing.assert_array_equal(turned[..., :24], plain)  # channel c * stride + k: Plücker first
     last = np.asarray(ray_turn(c2w[0, -1].astype(np.float32), INTR, 8, 8))
     np.testing.assert_allclose(turned[0, 1, ..., 24 + 3::4], last, atol=1e-6)  # frame 4 is group 1's last
+
+
+@pytest.mark.parametrize("function", [plucker_rays, ray_turn])
+def test_bad_pose_or_intrinsics_shapes_are_named(function):
+    with pytest.raises(ValueError, match=rf"{function.__name__}: c2w must be \[..., 4, 4\]"):
+        function(np.eye(4, dtype=np.float32)[:3], INTR, 5, 7)
+    with pytest.raises(ValueError, match=rf"{function.__name__}: intrinsics must be \[..., 4\]"):
+        function(np.eye(4, dtype=np.float32), INTR[:3], 5, 7)

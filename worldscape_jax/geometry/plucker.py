@@ -44,6 +44,13 @@ def world_rays(c2w: Float[Array, "... 4 4"], intrinsics: Float[Array, "... 4"], 
     return origin, d_world
 
 
+def _check_camera(name: str, c2w: Array, intrinsics: Array) -> None:
+    if c2w.shape[-2:] != (4, 4):
+        raise ValueError(f"{name}: c2w must be [..., 4, 4], got shape {c2w.shape}")
+    if intrinsics.shape[-1] != 4:
+        raise ValueError(f"{name}: intrinsics must be [..., 4] (fx, fy, cx, cy), got shape {intrinsics.shape}")
+
+
 @functools.partial(jax.jit, static_argnames=("height", "width"))
 def plucker_rays(c2w: Float[Array, "... 4 4"], intrinsics: Float[Array, "... 4"], height: int,
                  width: int) -> Float[Array, "... h w 6"]:
@@ -53,10 +60,7 @@ def plucker_rays(c2w: Float[Array, "... 4 4"], intrinsics: Float[Array, "... 4"]
     Make the poses relative to the clip's first frame (`cameras.relative_to_first`) beforehand, as
     CameraCtrl does; this function does not.
     """
-    if c2w.shape[-2:] != (4, 4):
-        raise ValueError(f"plucker_rays: c2w must be [..., 4, 4], got shape {c2w.shape}")
-    if intrinsics.shape[-1] != 4:
-        raise ValueError(f"plucker_rays: intrinsics must be [..., 4] (fx, fy, cx, cy), got shape {intrinsics.shape}")
+    _check_camera("plucker_rays", c2w, intrinsics)
     origin, direction = world_rays(c2w, intrinsics, height, width)
     return jnp.concatenate([jnp.cross(origin, direction), direction], axis=-1)
 
@@ -69,9 +73,7 @@ def ray_turn(c2w: Float[Array, "... 4 4"], intrinsics: Float[Array, "... 4"], he
     Zero wherever the camera has not rotated (however far it travelled); bounded by 2. Like
     `plucker_rays`, it expects poses already relative to the clip's first frame.
     """
-    if c2w.shape[-2:] != (4, 4):
-        raise ValueError(f"ray_turn: c2w must be [..., 4, 4], got shape {c2w.shape}")
-    if intrinsics.shape[-1] != 4:
-        raise ValueError(f"ray_turn: intrinsics must be [..., 4] (fx, fy, cx, cy), got shape {intrinsics.shape}")
-    _, direction = world_rays(c2w, intrinsics, height, width)
-    return direction - camera_directions(jnp.asarray(intrinsics, jnp.float32), height, width)
+    _check_camera("ray_turn", c2w, intrinsics)
+    d_cam = camera_directions(jnp.asarray(intrinsics, jnp.float32), height, width)
+    rotation = jnp.asarray(c2w, jnp.float32)[..., None, None, :3, :3]
+    return (rotation @ d_cam[..., None])[..., 0] - d_cam
