@@ -6,6 +6,7 @@ import pytest
 
 from worldscape_jax.geometry.cameras import make_pose
 from worldscape_jax.geometry.plucker import plucker_rays, ray_turn
+from worldscape_jax.models.conditioning import camera_input
 
 
 def reference_ray(c2w, intr, height, width, row, col):
@@ -104,7 +105,6 @@ def test_ray_turn_is_zero_for_travel_and_the_rotated_minus_pinhole_ray_for_turns
 
 
 def test_camera_input_with_ray_turn_appends_three_channels_per_frame_after_the_plucker_ones():
-    from worldscape_jax.models.conditioning import camera_input
     angles = np.deg2rad(np.arange(5) * 2.0)
     c2w = np.stack([make_pose(rot_y(np.rad2deg(a)), np.asarray([0.1 * a, 0, a])) for a in angles])[None]
     intr = np.broadcast_to(INTR, (1, 5, 4))

@@ -74,6 +74,5 @@ def ray_turn(c2w: Float[Array, "... 4 4"], intrinsics: Float[Array, "... 4"], he
     `plucker_rays`, it expects poses already relative to the clip's first frame.
     """
     _check_camera("ray_turn", c2w, intrinsics)
-    d_cam = camera_directions(jnp.asarray(intrinsics, jnp.float32), height, width)
-    rotation = jnp.asarray(c2w, jnp.float32)[..., None, None, :3, :3]
-    return (rotation @ d_cam[..., None])[..., 0] - d_cam
+    _, direction = world_rays(c2w, intrinsics, height, width)  # jit folds its d_cam and this one into one
+    return direction - camera_directions(jnp.asarray(intrinsics, jnp.float32), height, width)
