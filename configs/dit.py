@@ -6,6 +6,7 @@ code at a size a 2-core CPU trains in minutes. Variants are comma-separated afte
   get_config("tiny,camera")             # with the Plücker camera encoder
   get_config("tiny,control,camera")     # the tiny teacher: 48 channels without CLIP, camera encoder
   get_config("tiny,control,camera,ray_turn")  # + each pixel's ray turn in the camera input (experimental)
+  get_config("tiny,control,camera,turn_warp")  # + the first frame warped by each frame's turn (experimental)
 
 Stage configs embed this under `config.model`.
 """
@@ -62,8 +63,12 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         elif variant == "ray_turn":  # geometry.plucker.ray_turn: 3 more camera channels (absent = off)
             cfg.camera.ray_turn = True
             cfg.camera.plucker_channels = 9
+        elif variant == "turn_warp":  # geometry.reprojection.turn_warp: 16 more input channels (absent = off)
+            cfg.camera.turn_warp = True
         elif variant == "bf16":
             cfg.dtype = "bfloat16"
         else:
-            raise ValueError(f"configs/dit.py: unknown variant {variant!r}; expected fun_control, control, camera, ray_turn or bf16")
+            raise ValueError(f"configs/dit.py: unknown variant {variant!r}; expected fun_control, control, camera, ray_turn, turn_warp or bf16")
+    if cfg.camera.get("turn_warp", False):
+        cfg.in_dim += cfg.out_dim
     return cfg

@@ -17,6 +17,8 @@ standing still 20.2 -> 28.0 dB PSNR); on the navigation families the two are clo
 
 `configs/teacher.py:tiny,ray_turn` adds each pixel's ray turn to the camera input (configs/dit.py); in a
 turn-only pilot it helped a little, a wider model much more (BENCHMARKS.md, "What would make turns rigid").
+`configs/teacher.py:tiny,turn_warp` gives the DiT the first frame warped through each frame's turn
+(geometry/reprojection.py) as 16 more input channels, so a rigid turn becomes a copy.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from worldscape_jax.training.defaults import trainer_config
 # name weights it.
 TEACHER_FAMILIES = (*NAVIGATION_FAMILIES, "keys", "keys")
 # DiT variants accepted after the scale, e.g. configs/teacher.py:tiny,ray_turn (configs/dit.py).
-MODEL_VARIANTS = ("ray_turn",)
+MODEL_VARIANTS = ("ray_turn", "turn_warp")
 
 
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:

@@ -13,6 +13,7 @@ import pytest
 from worldscape_jax.configs import teacher as teacher_config
 from worldscape_jax.configs import vae as vae_configs
 from worldscape_jax.data.synthworld import clips, generate_clip, split_of
+from worldscape_jax.geometry.reprojection import turn_warp
 from worldscape_jax.models import vae as vae_lib
 from worldscape_jax.models.conditioning import control_video, encode_conditions, first_frame_latent
 from worldscape_jax.models.vae_config import get_vae_config
@@ -156,6 +157,67 @@ def test_ray_turn_variant_feeds_nine_channels_per_frame_to_the_camera_encoder(to
     c2w = jnp.broadcast_to(jnp.eye(4), (1, cfg.data.frames, 4, 4))
     intrinsics = jnp.full((1, cfg.data.frames, 4), 0.5)
     assert teacher._camera(cfg, c2w, intrinsics).shape[-1] == 9 * stride_t
+
+
+def _turn_warp_config(cfg):
+    cfg.model = teacher_config.get_config("tiny,turn_warp").model
+    cfg.model.num_layers = 1
+    return cfg
+
+
+def _plain_params(cfg, seed=0):
+    return jax.tree.map(lambda b: b.value if hasattr(b, "value") else b, teacher.init_params(jax.random.key(seed), cfg),
+                        is_leaf=lambda b: hasattr(b, "value"))
+
+
+def test_turn_warp_teacher_caches_the_encoded_warp_and_trains(toy_teacher_config, tmp_path):
+    plain_cache = teacher._cache_path(toy_teacher_config)
+    cfg = _turn_warp_config(toy_teacher_config)
+    assert cfg.model.in_dim == 4 * cfg.model.out_dim
+    assert teacher._cache_path(cfg) != plain_cache
+    train(cfg, str(tmp_path / "run"))
+    cache = teacher.build_latent_cache(cfg)
+    d = cfg.data
+    seed = [s for s in range(d.seed, d.seed + 12) if split_of(s) == "train"][1]
+    clip = generate_clip(seed, d.frames, d.height, d.width, traj_seed=d.seed * 7919 + 1)
+    vae_params, vae_cfg = teacher.load_vae(cfg.vae.checkpoint, cfg.vae.preset)
+    warped = turn_warp(teacher.to_unit_range(clip["video"][None, 0]), clip["c2w"][None], clip["intrinsics"][None])
+    np.testing.assert_allclose(cache["warp"][1], np.asarray(vae_lib.encode(vae_params, warped, vae_cfg))[0], atol=1e-4)
+
+
+@pytest.mark.parametrize("drop_camera, depends", [(1.0, False), (0.0, True)])
+def test_turn_warp_is_dropped_with_the_camera(toy_teacher_config, drop_camera, depends):
+    cfg = _turn_warp_config(toy_teacher_config)
+    cfg.cond.update(drop_camera=drop_camera, drop_image=0.0)
+    params = _plain_params(cfg)
+    t, h, w = teacher.latent_shape(cfg)
+    rng = np.random.default_rng(0)
+    batch = {"latents": jnp.asarray(rng.standard_normal((2, t, h, w, 16)), jnp.float32),
+             "cond": jnp.asarray(rng.standard_normal((2, t, h, w, 32)), jnp.float32),
+             "warp": jnp.asarray(rng.standard_normal((2, t, h, w, 16)), jnp.float32),
+             "c2w": jnp.broadcast_to(jnp.eye(4), (2, cfg.data.frames, 4, 4)),
+             "intrinsics": jnp.full((2, cfg.data.frames, 4), 0.5)}
+    loss = teacher.loss_fn(params, batch, jax.random.key(2), cfg)[0]
+    other = teacher.loss_fn(params, dict(batch, warp=batch["warp"] + 1.0), jax.random.key(2), cfg)[0]
+    assert (abs(float(loss) - float(other)) > 1e-6) == depends
+
+
+def test_turn_warp_teacher_with_the_camera_zeroed_ignores_the_path(toy_teacher_config):
+    cfg = _turn_warp_config(toy_teacher_config)
+    params = jax.tree.map(lambda p: p + 0.02, _plain_params(cfg))
+    vae = teacher.load_vae(cfg.vae.checkpoint, cfg.vae.preset)
+    clip = teacher.heldout_clips(cfg, 1, trajectory="pan")[0]
+    first = teacher.to_unit_range(clip["video"][None, :1])
+    c2w = jnp.asarray(clip["c2w"][None])
+    still = jnp.broadcast_to(c2w[:, :1], c2w.shape)
+    intrinsics = jnp.asarray(clip["intrinsics"][None])
+
+    def video(path, scale):
+        return np.asarray(teacher.generate(params, cfg, vae, first, path, intrinsics, jax.random.key(1), steps=2,
+                                           camera_scale=scale))
+
+    np.testing.assert_allclose(video(c2w, 0.0), video(still, 0.0), atol=1e-6)
+    assert np.abs(video(c2w, 1.0) - video(still, 1.0)).max() > 1e-4
 
 
 @pytest.mark.parametrize("clean_first", [True, False])

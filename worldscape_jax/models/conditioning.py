@@ -7,6 +7,10 @@
 * Camera: Plücker rays of the poses relative to the clip's first frame, at pixel resolution (with
   `ray_turn`, three more channels per pixel: `geometry.plucker.ray_turn`), packed to the VAE's
   temporal stride for the camera encoder.
+* Turn warp (optional, `configs/dit.py` variant `turn_warp`; not in the paper): the first frame
+  re-projected through each frame's camera rotation (`geometry.reprojection.turn_warp`), VAE-encoded
+  like the control video and appended on channels: [control 16 | first frame 16 | turn warp 16]. It
+  carries the camera, so it is dropped and guided with the camera.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from jaxtyping import Array, Float
 
 from worldscape_jax.geometry.cameras import relative_to_first
 from worldscape_jax.geometry.plucker import plucker_rays, ray_turn
+from worldscape_jax.geometry.reprojection import turn_warp
 from worldscape_jax.models import vae as vae_lib
 from worldscape_jax.models.camera_encoder import pack_frames
 from worldscape_jax.models.vae_config import VAEConfig
@@ -35,6 +40,12 @@ def encode_conditions(vae_params, vae_config: VAEConfig, video: Float[Array, "b 
     first = vae_lib.encode(vae_params, video[:, :1], vae_config)
     first = jnp.concatenate([first, jnp.zeros_like(control[:, 1:])], axis=1)
     return jnp.concatenate([control, first], axis=-1)
+
+
+def encode_turn_warp(vae_params, vae_config: VAEConfig, first_frame: Float[Array, "b 1 h w 3"],
+                     c2w: Float[Array, "b f 4 4"], intrinsics: Float[Array, "b f 4"]) -> Float[Array, "b t h2 w2 z"]:
+    """VAE latents of the first frame (in [-1, 1]) warped through every frame's turn: z_dim channels."""
+    return vae_lib.encode(vae_params, turn_warp(first_frame[:, 0], c2w, intrinsics), vae_config)
 
 
 def first_frame_latent(cond: Float[Array, "b t h w c2"], vae_config: VAEConfig) -> Float[Array, "b 1 h w z"]:

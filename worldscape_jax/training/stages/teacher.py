@@ -11,7 +11,9 @@ Wan2.2's TI2V and the causal students do), and sampling holds it fixed.
 
 At `tiny` the data are SynthWorld clips of the train split, encoded once by the committed tiny VAE
 into a latent cache on disk (`config.data.cache_dir`); batches index that cache. The batch holds
-latents [B, T, h, w, 16], cond [B, T, h, w, 32], c2w [B, F, 4, 4] (world) and intrinsics [B, F, 4].
+latents [B, T, h, w, 16], cond [B, T, h, w, 32], c2w [B, F, 4, 4] (world) and intrinsics [B, F, 4],
+and with the DiT's `camera.turn_warp` also warp [B, T, h, w, 16] (`conditioning.encode_turn_warp`):
+input channels that carry the camera, so they are dropped with it and guided with it.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from worldscape_jax.data.synthworld import generate_clip, split_of
 from worldscape_jax.data.synthworld.clips import FAMILIES, NAVIGATION_FAMILIES
 from worldscape_jax.diffusion import flow, samplers
 from worldscape_jax.models import vae as vae_lib
-from worldscape_jax.models.conditioning import camera_input, encode_conditions, first_frame_latent
+from worldscape_jax.models.conditioning import (camera_input, encode_conditions, encode_turn_warp,
+                                                first_frame_latent)
 from worldscape_jax.models.dit import build_dit
 from worldscape_jax.training.data_iter import indexed_batches, shuffled_index
 from worldscape_jax.training.export import load_exported, resolve_asset
@@ -73,6 +76,15 @@ def _camera(config, c2w, intrinsics):
                         with_ray_turn=config.model.camera.get("ray_turn", False))
 
 
+def uses_turn_warp(config) -> bool:
+    return config.model.camera.get("turn_warp", False)
+
+
+def _model_cond(cond, warp):
+    """The DiT's conditioning channels: [control | first frame] and, when the teacher has one, the turn warp."""
+    return cond if warp is None else jnp.concatenate([cond, warp], axis=-1)
+
+
 def latent_shape(config) -> tuple[int, int, int]:
     d, stride = config.data, config.model.vae_stride
     return 1 + (d.frames - 1) // stride[0], d.height // stride[1], d.width // stride[2]
@@ -105,8 +117,9 @@ def loss_fn(params, batch, rng, config):
     keep_image = (jax.random.uniform(k_image, (b, 1, 1, 1, 1)) >= c.drop_image).astype(x0.dtype)
     keep_camera = (jax.random.uniform(k_camera, (b, 1, 1, 1, 1)) >= c.drop_camera).astype(x0.dtype)
     camera = _camera(config, batch["c2w"], batch["intrinsics"]) * keep_camera
+    warp = batch["warp"] * keep_camera * keep_image if uses_turn_warp(config) else None
     v = _model(config).apply({"params": params}, flow.add_noise(x0, eps, sigma), flow.sigma_to_timestep(sigma),
-                             _text(config, b), cond=batch["cond"] * keep_image, camera=camera,
+                             _text(config, b), cond=_model_cond(batch["cond"] * keep_image, warp), camera=camera,
                              clip=_clip(config, b, batch))
     loss = flow.flow_matching_loss(v, x0, eps, frame_weight)
     return loss, {"fm_loss": loss, "mean_sigma": sigma[:, -1].mean()}
@@ -117,7 +130,8 @@ def generate(params, config, vae, first_frames, c2w, intrinsics, rng, *, steps: 
     """Videos in [-1, 1] [B, F, H, W, 3] from first frames [B, 1, H, W, 3] (in [-1, 1]) and a camera path.
 
     Classifier-free guidance on the camera: v = v(no camera) + g (v(camera) - v(no camera)).
-    `camera_scale=0` zeroes the camera input (the ablation that Trajectory Accuracy is compared with).
+    `camera_scale=0` zeroes the camera input (the ablation that Trajectory Accuracy is compared with),
+    the turn warp included.
     """
     vae_params, vae_config = vae
     s = config.sample
@@ -127,19 +141,21 @@ def generate(params, config, vae, first_frames, c2w, intrinsics, rng, *, steps: 
     t, h, w = latent_shape(config)
     video = jnp.concatenate([first_frames, jnp.zeros((b, frames - 1, *first_frames.shape[2:]))], axis=1)
     cond_latents = encode_conditions(vae_params, vae_config, video, pose_video)
-    camera = _camera(config, c2w, intrinsics) * camera_scale
+    camera = {"rays": _camera(config, c2w, intrinsics) * camera_scale, "warp": None}
+    if uses_turn_warp(config):
+        camera["warp"] = encode_turn_warp(vae_params, vae_config, first_frames, c2w, intrinsics) * camera_scale
     model, text, clip = _model(config), _text(config, b), _clip(config, b)
 
-    def denoise(x_t, t_frames, camera_input_):
-        return model.apply({"params": params}, x_t, t_frames, text, cond=cond_latents, camera=camera_input_,
-                           clip=clip)
+    def denoise(x_t, t_frames, camera_):
+        return model.apply({"params": params}, x_t, t_frames, text, cond=_model_cond(cond_latents, camera_["warp"]),
+                           camera=camera_["rays"], clip=clip)
 
     noise = jax.random.normal(rng, (b, t, h, w, config.model.out_dim))
     first_latent = None
     if config.flow.get("clean_first_latent", False):
         first_latent = first_frame_latent(cond_latents, vae_config)
     latents = samplers.euler_sample(denoise, noise, flow.inference_sigmas(steps, s.shift), camera,
-                                    jnp.zeros_like(camera), guidance, clean_prefix=first_latent)
+                                    jax.tree.map(jnp.zeros_like, camera), guidance, clean_prefix=first_latent)
     return vae_lib.decode(vae_params, latents, vae_config)
 
 
@@ -170,9 +186,11 @@ def sample(params, rng, config):
 
 def _cache_path(config) -> str:
     d = config.data
-    key = json.dumps({"data": d.to_dict(), "vae": config.vae.to_dict(), "vae_params": _vae_digest(config),
-                      "render_version": synthworld.RENDER_VERSION, "paths_version": synthworld.PATHS_VERSION},
-                     sort_keys=True, default=str)
+    contents = {"data": d.to_dict(), "vae": config.vae.to_dict(), "vae_params": _vae_digest(config),
+                "render_version": synthworld.RENDER_VERSION, "paths_version": synthworld.PATHS_VERSION}
+    if uses_turn_warp(config):  # only then, so that the caches without it keep their names
+        contents["turn_warp"] = True
+    key = json.dumps(contents, sort_keys=True, default=str)
     return os.path.join(d.cache_dir, f"teacher_latents_{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz")
 
 
@@ -196,9 +214,10 @@ ENCODING_PARAMS = ("encoder", "quant_conv", "patch_encoder")  # the VAE params t
 ENCODE_BATCH = 16  # clips per VAE call while building the cache (one compiled shape)
 
 
-def _padded(video: jnp.ndarray, batch: int) -> jnp.ndarray:
-    """`video` [n <= batch, ...] padded with zeros to `batch` clips, so every call has one shape."""
-    return jnp.concatenate([video, jnp.zeros((batch - video.shape[0], *video.shape[1:]), video.dtype)])
+def _padded(array: np.ndarray, batch: int) -> np.ndarray:
+    """`array` [n <= batch, ...] padded with copies of its first clip to `batch` clips, so every call has
+    one shape (copies, not zeros: a zero pose has no inverse)."""
+    return np.concatenate([array, np.repeat(array[:1], batch - array.shape[0], axis=0)])
 
 
 def training_families(config) -> tuple[str, ...]:
@@ -220,9 +239,17 @@ def build_latent_cache(config) -> dict[str, np.ndarray]:
             return dict(data)
     d = config.data
     vae_params, vae_config = load_vae(config.vae.checkpoint, config.vae.preset)
-    encode = jax.jit(lambda video: (vae_lib.encode(vae_params, video, vae_config),
-                                    encode_conditions(vae_params, vae_config, video)))
-    out = {k: [] for k in ("latents", "cond", "c2w", "intrinsics")}
+    with_warp = uses_turn_warp(config)
+
+    @jax.jit
+    def encode(video, c2w, intrinsics):
+        encoded = {"latents": vae_lib.encode(vae_params, video, vae_config),
+                   "cond": encode_conditions(vae_params, vae_config, video)}
+        if with_warp:
+            encoded["warp"] = encode_turn_warp(vae_params, vae_config, video[:, :1], c2w, intrinsics)
+        return encoded
+
+    out = {k: [] for k in ("latents", "cond", "c2w", "intrinsics", *(("warp",) if with_warp else ()))}
     seeds = [s for s in range(d.seed, d.seed + 4 * d.num_clips) if split_of(s) == "train"][: d.num_clips]
     batch, pending = min(ENCODE_BATCH, len(seeds)), []
     for i, seed in enumerate(tqdm(seeds, desc="teacher: render + encode SynthWorld", unit="clip")):
@@ -231,11 +258,13 @@ def build_latent_cache(config) -> dict[str, np.ndarray]:
                              traj_seed=traj_seed)
         out["c2w"].append(clip["c2w"])
         out["intrinsics"].append(clip["intrinsics"])
-        pending.append(clip["video"])
+        pending.append(clip)
         if len(pending) == batch or i == len(seeds) - 1:
-            latents, cond = encode(_padded(to_unit_range(np.stack(pending)), batch))
-            out["latents"].extend(np.asarray(latents)[:len(pending)])
-            out["cond"].extend(np.asarray(cond)[:len(pending)])
+            video, c2w, intrinsics = (_padded(np.stack([c[k] for c in pending]), batch)
+                                      for k in ("video", "c2w", "intrinsics"))
+            encoded = encode(to_unit_range(video), c2w, intrinsics)
+            for name, value in encoded.items():
+                out[name].extend(np.asarray(value)[:len(pending)])
             pending = []
     arrays = {k: np.stack(v).astype(np.float32) for k, v in out.items()}
     os.makedirs(d.cache_dir, exist_ok=True)
