@@ -16,8 +16,6 @@ picture as a condition, holding a turn rigid is a copy.
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
@@ -83,7 +81,6 @@ def turn_warp(first_frame: Float[Array, "b h w 3"], c2w: Float[Array, "b f 4 4"]
     _check(first_frame, c2w, intrinsics)
     height, width = first_frame.shape[1:3]
     xy, in_front = source_pixels(c2w, intrinsics, height, width)
-    sample = jax.vmap(lambda image, points: bilinear(image, points))
-    values, inside = sample(first_frame.astype(jnp.float32), xy)
+    values, inside = jax.vmap(bilinear)(first_frame.astype(jnp.float32), xy)
     valid = (inside & in_front)[..., None]
     return jnp.where(valid, values, OUTSIDE)
