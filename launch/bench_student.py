@@ -41,10 +41,11 @@ def main(argv):
     t_params, t_config = load_exported(resolve_asset(_TEACHER.value))
     s_params, s_config = load_exported(resolve_asset(_STUDENT.value))
     vae = teacher.load_vae(t_config.vae.checkpoint, t_config.vae.preset)
-    models = {
-        "teacher": jax.jit(lambda f, c, k, r: teacher.generate(t_params, t_config, vae, f, c, k, r)),
-        "student": jax.jit(lambda f, c, k, r: student.generate(s_params, s_config, vae, f, c, k, r)),
-    }
+    # params are arguments, not closure constants: XLA would fold the networks into the program
+    teacher_fn = jax.jit(lambda p, v, f, c, k, r: teacher.generate(p, t_config, (v, vae[1]), f, c, k, r))
+    student_fn = jax.jit(lambda p, v, f, c, k, r: student.generate(p, s_config, (v, vae[1]), f, c, k, r))
+    models = {"teacher": lambda *a: teacher_fn(t_params, vae[0], *a),
+              "student": lambda *a: student_fn(s_params, vae[0], *a)}
     rows = {}
     for path in _PATHS.value:
         clips = teacher.heldout_clips(t_config, _SCENES.value, trajectory=None if path == "mixed" else path)
