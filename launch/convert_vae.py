@@ -17,6 +17,7 @@ import time
 import numpy as np
 from absl import app, flags
 
+from worldscape_jax import cli
 from worldscape_jax.convert import checkpoint_io
 from worldscape_jax.convert.state_dict import ConversionError
 from worldscape_jax.convert.wan_vae import vae_params_from_state_dict
@@ -51,4 +52,4 @@ def _leaves(tree):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

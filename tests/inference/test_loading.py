@@ -31,7 +31,8 @@ def _replace_params(directory, data: bytes):
 def test_round_trip_and_stage_check(tmp_path):
     params, config = load_exported(_export(tmp_path), stage="teacher")
     np.testing.assert_array_equal(params["dense"]["kernel"], PARAMS["dense"]["kernel"])
-    with pytest.raises(ExportError, match=r"export: is a 'teacher' model \(config.json stage\), not a 'vae'"):
+    with pytest.raises(ExportError, match=r"export: this export is a 'teacher' model \(the stage in its config.json\), "
+                                          "not a 'vae'"):
         load_exported(tmp_path / "export", stage="vae")
 
 

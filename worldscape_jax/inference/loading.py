@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from worldscape_jax.errors import CheckpointError
 from worldscape_jax.models.vae_config import VAEConfig, vae_config
 
 PARAMS_FILE = "params.msgpack"
@@ -36,13 +37,8 @@ ASSET_PREFIX = "asset:"
 ASSETS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets")
 
 
-class ExportError(ValueError):
+class ExportError(CheckpointError):
     """An exported model that is missing, unreadable, malformed or not the kind asked for; names the file."""
-
-    def __init__(self, path: str | os.PathLike, problem: str):
-        self.path = os.fspath(path)
-        self.problem = problem
-        super().__init__(f"exported model {self.path}: {problem}")
 
 
 def resolve_asset(path: str | os.PathLike) -> str:
@@ -70,7 +66,8 @@ def load_exported(path: str | os.PathLike, stage: str | None = None) -> tuple[An
     config_path = os.path.join(directory, CONFIG_FILE)
     config = _read_config(config_path)
     if stage is not None and config.stage != stage:
-        raise ExportError(directory, f"is a {config.stage!r} model ({CONFIG_FILE} stage), not a {stage!r}")
+        raise ExportError(path, f"this export is a {config.stage!r} model (the stage in its {CONFIG_FILE}), "
+                                     f"not a {stage!r}")
     params_path = os.path.join(directory, PARAMS_FILE)
     data = _read_checked(params_path, _read_manifest(os.path.join(directory, MANIFEST_FILE)))
     params = _params_from_bytes(data, params_path)
@@ -130,8 +127,8 @@ def _read_manifest(path: str) -> dict[str, Any]:
     ok = (isinstance(entry, dict) and isinstance(entry.get("bytes"), int) and isinstance(entry.get("sha256"), str)
           and len(entry["sha256"]) == 64)
     if not ok:
-        raise ExportError(path, f'expected {{"files": {{"{PARAMS_FILE}": {{"bytes": int, "sha256": 64 hex digits}}}}}}; '
-                                f"got {entry!r}")
+        expected = f'{{"files": {{"{PARAMS_FILE}": {{"bytes": int, "sha256": 64 hex digits}}}}}}'
+        raise ExportError(path, f"expected {expected}; got {entry!r}")
     return entry
 
 
