@@ -227,13 +227,13 @@ def _hints(consumer: StateDictConsumer, c: DiTConfig, naming: str) -> list[str]:
         hints.append(f"most expected keys are missing: check the naming ({naming} was used; "
                      f"the other is {[n for n in NAMINGS if n != naming][0]})")
     if image_keys and not c.image_branch and any(re.search(r"img|image|add_", k) for k in consumer.leftovers()):
-        hints.append("the checkpoint has the CLIP-image branch (i2v / Fun-Control): use the config variant "
-                     "',fun_control'")
+        hints.append("the checkpoint has the CLIP-image branch (I2V / Fun-Control): use the config variant "
+                     "',i2v' (36 input channels) or ',fun_control' (48)")
     if c.image_branch and any(re.search(r"img|image|add_", k) for k, _ in consumer.missing):
         hints.append("the config has the image branch but the checkpoint does not (a T2V checkpoint?)")
     if any(m.key.startswith("patch_embedding.weight") for m in consumer.mismatched):
         hints.append(f"patch_embedding input channels differ from config in_dim={c.in_dim} "
-                     "(16 = T2V, 48 = Fun-Control)")
+                     "(16 = T2V, 36 = I2V, 48 = Fun-Control)")
     if any(re.match(r"blocks\.(\d+)\.", k) and int(k.split(".")[1]) >= c.num_layers for k in consumer.leftovers()):
         hints.append(f"the checkpoint has more than num_layers={c.num_layers} blocks")
     return hints
