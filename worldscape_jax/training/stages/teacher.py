@@ -127,7 +127,8 @@ def loss_fn(params, batch, rng, config):
 
 def generate(params, config, vae, first_frames, c2w, intrinsics, rng, *, steps: int | None = None,
              guidance: float | None = None, camera_scale: float = 1.0, pose_video=None):
-    """Videos in [-1, 1] [B, F, H, W, 3] from first frames [B, 1, H, W, 3] (in [-1, 1]) and a camera path.
+    """Videos [B, F, H, W, 3] (the VAE's unclamped decode, nominally in [-1, 1]) from first frames
+    [B, 1, H, W, 3] (in [-1, 1]) and a camera path.
 
     Classifier-free guidance on the camera: v = v(no camera) + g (v(camera) - v(no camera)).
     `camera_scale=0` zeroes the camera input (the ablation that Trajectory Accuracy is compared with),
