@@ -46,7 +46,7 @@ STORAGE_DTYPES: dict[str, np.dtype] = {
 # What a damaged zip or pickle raises inside zipfile / pickle.
 CORRUPT_ERRORS = (pickle.UnpicklingError, EOFError, OverflowError, UnicodeDecodeError, zipfile.BadZipFile, zlib.error,
                   struct.error, ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError,
-                  NotImplementedError)
+                  NotImplementedError, OSError)
 
 
 class TorchFormatError(CheckpointError):

@@ -4,7 +4,8 @@
   exponent ('1e-3', '-2.5E+02'); no '+5', '1_000', Unicode digits, 'nan' or 'inf'. A value that
   float32 cannot hold (|v| > 3.4e38) is refused rather than becoming inf later.
 * Lines are split on '\\n' (a trailing '\\r' is dropped), never on the other characters that
-  `str.splitlines` treats as breaks, so line numbers in errors are the ones an editor shows.
+  `str.splitlines` treats as breaks, so line numbers in errors are the ones an editor shows; fields
+  are split on spaces and tabs only, so a stray control character is an error, not a separator.
 * Poses are rigid: finite, bottom row [0 0 0 1], rotation orthonormal within a tolerance with det +1.
 * Sizes are compared with caps before anything is allocated (`MAX_*` below; every reader takes them
   as arguments, so a user with bigger data raises the cap instead of editing the code).
@@ -31,6 +32,11 @@ _INT = re.compile(r"-?[0-9]+")
 def split_lines(text: str) -> list[str]:
     """Lines of `text` split on '\\n' only (Windows '\\r\\n' endings lose their '\\r')."""
     return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+
+
+def split_fields(line: str) -> list[str]:
+    """The space- or tab-separated fields of one line (other whitespace stays inside a field)."""
+    return [field for field in re.split(r"[ \t]+", line) if field]
 
 
 def parse_float(token: str, path, line: int, field: str) -> float:

@@ -44,7 +44,7 @@ class SynthWorldConfig(tfds.core.BuilderConfig):
     first_seed: int = 0
 
     def __post_init__(self):
-        check_fields(self, {"kind": ChoiceField(KINDS), "num_clips": IntField(1, 10**9),
+        check_fields(self, {"kind": ChoiceField(KINDS), "num_clips": IntField(1, 10**7),
                             "frames": IntField(1, checks.MAX_CLIP_FRAMES), "height": IntField(1, 8192),
                             "width": IntField(1, 8192), "first_seed": IntField(0, 2**62)})
 

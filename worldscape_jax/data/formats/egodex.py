@@ -221,9 +221,10 @@ def _read_hand(file: h5py.File, path: Path, side: str, frames: int, group: str) 
         values = _dataset(file, path, key)
         if values.shape != (frames,):
             raise DataFormatError(path, f"expected confidences of shape [{frames}]; got {values.shape}", key=key)
-        if not np.all((values >= 0) & (values <= 1)):
-            raise DataFormatError(path, f"expected confidences in [0, 1]; got values from {np.nanmin(values):.4g} "
-                                        f"to {np.nanmax(values):.4g} (or NaN)", key=key)
+        bad = ~((values >= 0) & (values <= 1))
+        if np.any(bad):
+            raise DataFormatError(path, f"expected confidences in [0, 1]; {int(bad.sum())} of {len(values)} are not, "
+                                        f"e.g. {values[np.argmax(bad)]!r} at frame {int(np.argmax(bad))}", key=key)
         columns.append(values)
     return np.stack(columns, 1)
 

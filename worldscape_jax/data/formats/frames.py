@@ -59,7 +59,8 @@ def read_image(path: str | os.PathLike, expected_hw: tuple[int, int] | None = No
     return array
 
 
-def read_image_folder(folder: str | os.PathLike, indices: Sequence[int] | None = None) -> np.ndarray:
+def read_image_folder(folder: str | os.PathLike, indices: Sequence[int] | None = None, *,
+                      max_frames: int = checks.MAX_CLIP_FRAMES) -> np.ndarray:
     """Frames of an image folder (sorted by file name) as uint8 [F, H, W, 3]; all must share one size.
 
     `indices` selects frames (in the given order) without decoding the others.
@@ -67,6 +68,9 @@ def read_image_folder(folder: str | os.PathLike, indices: Sequence[int] | None =
     files = list_images(folder)
     if not files:
         raise DataFormatError(folder, f"expected frame images ({', '.join(IMAGE_SUFFIXES)}); found none")
+    if len(files) > max_frames and indices is None:
+        raise DataFormatError(folder, f"holds {len(files)} frame images; at most {max_frames} (max_frames) are read "
+                                      "as one clip")
     if indices is not None:
         _check_indices(folder, indices, len(files))
         files = [files[i] for i in indices]
@@ -141,13 +145,15 @@ def _check_complete(path, decoded: int, meta: dict, allow_partial: bool) -> None
     within 0.01 * fps frames (plus half a frame of rounding); only a shortfall beyond that counts.
     """
     duration, fps = meta.get("duration"), meta.get("fps")
-    if not (isinstance(duration, (int, float)) and isinstance(fps, (int, float)) and duration > 0 and fps > 0):
+    if not (isinstance(duration, (int, float)) and isinstance(fps, (int, float)) and duration > 0 and fps > 0
+            and np.isfinite(duration * fps)):
+        message = (f"the header declares a duration of {duration} s at {fps} fps, so whether all {decoded} frames "
+                   "were read cannot be checked (damaged header?)")
+    elif decoded >= duration * fps - 0.01 * fps - 0.5:
         return
-    declared = duration * fps
-    if decoded >= declared - 0.01 * fps - 0.5:
-        return
-    message = (f"the video ends after {decoded} of the {round(declared)} frames its header declares "
-               f"({duration} s at {fps} fps; truncated?)")
+    else:
+        message = (f"the video ends after {decoded} of the {round(duration * fps)} frames its header declares "
+                   f"({duration} s at {fps} fps; truncated?)")
     if not allow_partial:
         raise DataFormatError(path, message + "; pass allow_partial=True to read what is there")
     warnings.warn(f"{os.fspath(path)}: {message}; using the {decoded} frames read", stacklevel=3)

@@ -55,7 +55,7 @@ def parse_pose_text(text: str, path: str | os.PathLike | None = None,
                     rotation_atol: float = DEFAULT_ROTATION_ATOL) -> RealEstate10KPoses:
     """Parses the text of a pose file; raises DataFormatError naming `path`, the line and the problem."""
     lines = checks.split_lines(text)
-    while lines and not lines[-1].strip():
+    while lines and not lines[-1].strip(" \t"):
         lines.pop()
     if not lines:
         raise DataFormatError(path, "the pose file is empty; expected a URL line followed by pose lines", line=1)
@@ -83,7 +83,7 @@ def read_pose_file(path: str | os.PathLike, rotation_atol: float = DEFAULT_ROTAT
 def parse_pose_line(line: str, path: str | os.PathLike | None, line_number: int,
                     rotation_atol: float = DEFAULT_ROTATION_ATOL) -> tuple[int, np.ndarray, np.ndarray]:
     """One pose line -> (timestamp_us, normalised intrinsics float64 [4], w2c float64 [4, 4])."""
-    tokens = line.split()
+    tokens = checks.split_fields(line)
     if len(tokens) != NUMBERS_PER_LINE:
         raise DataFormatError(path, f"expected {NUMBERS_PER_LINE} numbers (timestamp fx fy cx cy 0 0 and a 3x4 "
                                     f"world-to-camera matrix); got {len(tokens)} fields", line=line_number)

@@ -61,7 +61,7 @@ def parse_pose_text(text: str, path: str | os.PathLike | None = None) -> np.ndar
     """The text of pose_left.txt -> OpenCV-axis c2w float32 [N, 4, 4]."""
     rows = []
     for number, line in enumerate(checks.split_lines(text), start=1):
-        if line.strip():
+        if line.strip(" \t"):
             rows.append(_parse_pose_line(line, path, number))
     if not rows:
         raise DataFormatError(path, "expected pose lines 'tx ty tz qx qy qz qw'; the file has none")
@@ -122,7 +122,7 @@ def read_sequence(folder: str | os.PathLike, camera: str = "left",
 
 
 def _parse_pose_line(line: str, path, number: int) -> np.ndarray:
-    tokens = line.split()
+    tokens = checks.split_fields(line)
     if len(tokens) != 7:
         raise DataFormatError(path, f"expected 7 numbers 'tx ty tz qx qy qz qw'; got {len(tokens)} fields",
                               line=number)
