@@ -127,19 +127,23 @@ def yaw_pitch_rotation(yaw: np.ndarray, pitch: np.ndarray) -> np.ndarray:
 
 
 def integrate(deltas: np.ndarray, start_c2w: np.ndarray | None = None) -> np.ndarray:
-    """Poses [1 + M, 4, 4] (float32) from per-frame (forward, right, yaw, pitch) deltas [M, 4]."""
+    """Poses [1 + M, 4, 4] (float32) from per-frame (forward, right, yaw, pitch) deltas [M, 4].
+
+    Frame i moves in the camera frame it starts with, then turns: yaw and pitch are running sums,
+    and each move is rotated by the turn reached before it (vectorised: no Python loop over frames).
+    """
     deltas = np.asarray(deltas, np.float64)
     if deltas.ndim != 2 or deltas.shape[1] != 4:
         raise ValueError(f"integrate: deltas must be [M, 4] (forward, right, yaw, pitch), got {deltas.shape}")
     start = np.eye(4) if start_c2w is None else np.asarray(start_c2w, np.float64)
-    yaw, pitch, position = 0.0, 0.0, np.zeros(3)
-    poses = [np.eye(4)]
-    for forward, right, d_yaw, d_pitch in deltas:
-        rotation = yaw_pitch_rotation(yaw, pitch)
-        position = position + rotation @ np.asarray([right, 0.0, forward])
-        yaw, pitch = yaw + d_yaw, pitch + d_pitch
-        poses.append(make_pose(yaw_pitch_rotation(yaw, pitch), position))
-    return (start[None] @ np.stack(poses)).astype(np.float32)
+    forward, right, d_yaw, d_pitch = deltas.T
+    yaw = np.concatenate([[0.0], np.cumsum(d_yaw)])
+    pitch = np.concatenate([[0.0], np.cumsum(d_pitch)])
+    rotations = yaw_pitch_rotation(yaw, pitch)
+    moves = np.stack([right, np.zeros_like(right), forward], -1)
+    steps = np.einsum("mij,mj->mi", rotations[:-1], moves)
+    positions = np.concatenate([np.zeros((1, 3)), np.cumsum(steps, axis=0)])
+    return (start[None] @ make_pose(rotations, positions)).astype(np.float32)
 
 
 def actions_to_c2w(text: str, config: ActionConfig = ActionConfig(), start_c2w: np.ndarray | None = None) -> np.ndarray:
