@@ -71,7 +71,8 @@ def generate(params: Any, config, vae: tuple[Any, VAEConfig], first_frames: Floa
              c2w: Float[Array, "b f 4 4"], intrinsics: Float[Array, "b f 4"], rng: jax.Array, *,
              steps: int | None = None, guidance: float | None = None, camera_scale: float = 1.0,
              pose_video: Float[Array, "b f h w 3"] | None = None) -> Float[Array, "b f h w 3"]:
-    """Videos in [-1, 1] [B, F, H, W, 3] from first frames [B, 1, H, W, 3] (in [-1, 1]) and a camera path.
+    """Videos [B, F, H, W, 3] (the VAE's unclamped decode, nominally in [-1, 1]) from first frames
+    [B, 1, H, W, 3] (in [-1, 1]) and a camera path.
 
     `vae` is (params, VAEConfig) of the VAE the teacher was trained with (`loading.load_vae`). Classifier-free
     guidance on the camera: v = v(no camera) + g (v(camera) - v(no camera)). `camera_scale=0` zeroes the
