@@ -21,7 +21,6 @@ import os
 from typing import Any
 
 import flax.serialization
-import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -101,12 +100,16 @@ def _asset_note(path: str | os.PathLike) -> str:
 def _read_json_object(path: str) -> dict:
     try:
         with open(path, encoding="utf-8") as f:
-            value = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            value = json.load(f, parse_constant=_reject_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as e:
         raise ExportError(path, f"not valid JSON ({e})") from e
     if not isinstance(value, dict):
         raise ExportError(path, f"expected a JSON object, got {type(value).__name__}")
     return value
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number (strict JSON has no NaN or Infinity)")
 
 
 def _read_config(path: str) -> ml_collections.ConfigDict:
@@ -155,18 +158,30 @@ def _params_from_bytes(data: bytes, path: str) -> dict:
         raise ExportError(path, f"not a flax msgpack file ({type(e).__name__}: {e})") from e
     if not isinstance(params, dict) or not params:
         raise ExportError(path, f"expected a non-empty dict of parameter arrays, got {_describe(params)}")
-    leaves = jax.tree_util.tree_leaves_with_path(params, is_leaf=lambda x: not isinstance(x, dict))
-    if not leaves:
+    if not _check_tree(params, "", path):
         raise ExportError(path, "holds no parameter arrays (only empty dicts)")
-    for key_path, leaf in leaves:
-        name = jax.tree_util.keystr(key_path)
-        if not isinstance(leaf, np.ndarray) or not _is_real_float(leaf.dtype):
-            raise ExportError(path, f"parameter {name} is {_describe(leaf)}; expected a real floating array "
-                                    "(launch/export.py writes float32)")
-        if not np.all(np.isfinite(leaf)):
-            raise ExportError(path, f"parameter {name} has {int(np.size(leaf) - np.isfinite(leaf).sum())} "
-                                    "non-finite values (NaN or inf)")
     return params
+
+
+def _check_tree(node: dict, name: str, path: str) -> int:
+    """Checks a params subtree (string keys; leaves finite real floating arrays); returns its leaf count."""
+    count = 0
+    for key, value in node.items():
+        if not isinstance(key, str):
+            raise ExportError(path, f"key {key!r} under {name or 'the root'} is {type(key).__name__}; expected "
+                                    "parameter names (strings)")
+        child = f"{name}['{key}']"
+        if isinstance(value, dict):
+            count += _check_tree(value, child, path)
+            continue
+        if not isinstance(value, np.ndarray) or not _is_real_float(value.dtype):
+            raise ExportError(path, f"parameter {child} is {_describe(value)}; expected a real floating array "
+                                    "(launch/export.py writes float32)")
+        if not np.all(np.isfinite(value)):
+            raise ExportError(path, f"parameter {child} has {int(value.size - np.isfinite(value).sum())} "
+                                    "non-finite values (NaN or inf)")
+        count += 1
+    return count
 
 
 def _is_real_float(dtype: np.dtype) -> bool:
