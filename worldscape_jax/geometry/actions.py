@@ -28,7 +28,9 @@ from __future__ import annotations
 import dataclasses
 import re
 
+import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Bool, Float
 
 from worldscape_jax.errors import ConfigError
 from worldscape_jax.geometry.cameras import make_pose
@@ -114,15 +116,19 @@ def frame_deltas(actions: list[Action], config: ActionConfig = ActionConfig()) -
     return np.concatenate(rows, axis=0)
 
 
-def yaw_pitch_rotation(yaw: np.ndarray, pitch: np.ndarray) -> np.ndarray:
-    """Camera rotation [..., 3, 3] after turning by `yaw` about up (-y) then `pitch` about the camera x."""
-    yaw, pitch = np.asarray(yaw, np.float64), np.asarray(pitch, np.float64)
-    cy, sy, cp, sp = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch)
-    zero, one = np.zeros_like(yaw), np.ones_like(yaw)
-    r_yaw = np.stack([np.stack([cy, zero, -sy], -1), np.stack([zero, one, zero], -1),
-                      np.stack([sy, zero, cy], -1)], -2)
-    r_pitch = np.stack([np.stack([one, zero, zero], -1), np.stack([zero, cp, -sp], -1),
-                        np.stack([zero, sp, cp], -1)], -2)
+def yaw_pitch_rotation(yaw: np.ndarray, pitch: np.ndarray, xp=np) -> np.ndarray:
+    """Camera rotation [..., 3, 3] after turning by `yaw` about up (-y) then `pitch` about the camera x.
+
+    NumPy in float64 by default; `xp=jax.numpy` keeps the inputs' dtype and traces under jit.
+    """
+    if xp is np:
+        yaw, pitch = np.asarray(yaw, np.float64), np.asarray(pitch, np.float64)
+    cy, sy, cp, sp = xp.cos(yaw), xp.sin(yaw), xp.cos(pitch), xp.sin(pitch)
+    zero, one = xp.zeros_like(yaw), xp.ones_like(yaw)
+    r_yaw = xp.stack([xp.stack([cy, zero, -sy], -1), xp.stack([zero, one, zero], -1),
+                      xp.stack([sy, zero, cy], -1)], -2)
+    r_pitch = xp.stack([xp.stack([one, zero, zero], -1), xp.stack([zero, cp, -sp], -1),
+                        xp.stack([zero, sp, cp], -1)], -2)
     return r_yaw @ r_pitch
 
 
@@ -197,3 +203,40 @@ def _farthest(items: list[str], config: ActionConfig) -> float:
     """Largest distance from the start reached along the path of `items`."""
     positions = actions_to_c2w(",".join(items), config)[:, :3, 3]
     return float(np.max(np.linalg.norm(positions, axis=-1)))
+
+
+HELD_KEY_ORDER = "wasdqerf"  # the key axis of a held-keys array (streaming, the play page)
+
+
+def held_keys_deltas(held: Bool[Array, "... 8"], config: ActionConfig = ActionConfig()) -> Float[Array, "... 4"]:
+    """Per-pixel-frame motion (forward, right, yaw_rad, pitch_rad) of keys held for one step, jit-friendly.
+
+    `held` is a bool array over HELD_KEY_ORDER (W A S D Q E R F). Unlike an action string, opposite keys
+    may both be held (a player can press them): they cancel, as their effects sum.
+    """
+    if held.shape[-1] != len(HELD_KEY_ORDER):
+        raise ValueError(f"held keys: expected a last axis of {len(HELD_KEY_ORDER)} ({HELD_KEY_ORDER.upper()}), "
+                         f"got shape {held.shape}")
+    effects = np.asarray([KEY_EFFECTS[k] for k in HELD_KEY_ORDER], np.float32)
+    per_frame = np.asarray([config.translation_per_step, config.translation_per_step,
+                            np.deg2rad(config.rotation_deg_per_step), np.deg2rad(config.rotation_deg_per_step)],
+                           np.float32) / config.frames_per_step
+    return (held.astype(jnp.float32) @ effects) * per_frame
+
+
+def advance_heading(position: Float[Array, "b 3"], yaw: Float[Array, "b"], pitch: Float[Array, "b"],
+                    deltas: Float[Array, "b m 4"]):
+    """`integrate` for a stream, in jax: the next m poses of a path after (position, yaw, pitch).
+
+    Position and angles are relative to the stream's start pose (compose with it for world poses).
+    Returns (poses [B, m, 4, 4] relative to the start, position, yaw, pitch after the last frame).
+    """
+    yaws = yaw[:, None] + jnp.cumsum(deltas[..., 2], axis=1)
+    pitches = pitch[:, None] + jnp.cumsum(deltas[..., 3], axis=1)
+    before_yaw = jnp.concatenate([yaw[:, None], yaws[:, :-1]], axis=1)  # each frame moves, then turns
+    before_pitch = jnp.concatenate([pitch[:, None], pitches[:, :-1]], axis=1)
+    move = jnp.stack([deltas[..., 1], jnp.zeros_like(deltas[..., 0]), deltas[..., 0]], axis=-1)
+    steps = (yaw_pitch_rotation(before_yaw, before_pitch, xp=jnp) @ move[..., None])[..., 0]
+    positions = position[:, None] + jnp.cumsum(steps, axis=1)
+    poses = make_pose(yaw_pitch_rotation(yaws, pitches, xp=jnp), positions)
+    return poses, positions[:, -1], yaws[:, -1], pitches[:, -1]
