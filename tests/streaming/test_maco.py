@@ -96,10 +96,9 @@ def test_selection_takes_the_best_scored_pool_entries_like_brute_force(seed):
 
 
 def np_key_cosine(k_a, k_b):
-    """Mean over layers and heads of the cosine between the chunks' token-mean keys (k: [L, F, T, H, D])."""
-    mean_a, mean_b = k_a.mean(axis=(1, 2)), k_b.mean(axis=(1, 2))  # [L, H, D]
-    cos = (mean_a * mean_b).sum(-1) / np.linalg.norm(mean_a, axis=-1) / np.linalg.norm(mean_b, axis=-1)
-    return cos.mean()
+    """Mean over heads of the cosine between the chunks' first-layer keys over all tokens (k: [L, F, T, H, D])."""
+    a, b = np.moveaxis(k_a[0], 2, 0).reshape(HEADS, -1), np.moveaxis(k_b[0], 2, 0).reshape(HEADS, -1)
+    return np.mean([a[h] @ b[h] / np.linalg.norm(a[h]) / np.linalg.norm(b[h]) for h in range(HEADS)])
 
 
 # ---- streams -------------------------------------------------------------------------------------------
@@ -194,7 +193,7 @@ def check_gate(policy, before, state, context, ks, vs, poses, i):
 
 
 @pytest.mark.parametrize("name", ["paper", "original"])
-def test_gate_matches_numpy_cosine_of_token_mean_keys(name):
+def test_gate_matches_numpy_cosine_of_first_layer_keys(name):
     _, state, _, _ = run_stream(name, 25, seed=7, check=check_gate)
     assert np.all(np.asarray(state.role) != maco.FREE)  # the stream filled the pool
 

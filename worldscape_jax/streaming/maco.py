@@ -43,7 +43,7 @@ _FAR = np.iinfo(np.int32).max
 class MacoConfig:
     """Sizes in chunks; the paper's Figure 7 setting is local 6, budget 4, select 2.
 
-    tau_mdl: admission threshold on the key-vector cosine (see `chunk_key_vector`).
+    tau_mdl: admission threshold on the gate's key cosine (see `key_similarity`); it depends on the model.
     alpha: selection penalty per unit of distance; lambda_: FPS weight of the view-direction distance
     (|v_i - v_j| is sqrt(2) for a quarter turn).
     positions: where a selected memory entry sits in RoPE time: "original" (its own frame index,
@@ -57,7 +57,7 @@ class MacoConfig:
     local: int = 6
     budget: int = 4
     select: int = 2
-    tau_mdl: float = 0.9
+    tau_mdl: float = 0.7
     alpha: float = 0.5
     lambda_: float = 1.0
     positions: str = "fixed"
@@ -123,7 +123,6 @@ class MacoState:
     frame: Int[Array, "b n"]
     view: Float[Array, "b n 3"]
     position: Float[Array, "b n 3"]
-    key_vec: Float[Array, "b n e"]
     role: Int[Array, "b n"]
     next_frame: Int[Array, ""]
     left_frame: Int[Array, "b"]
@@ -136,19 +135,22 @@ class MacoState:
         return self.role != FREE
 
 
-def chunk_key_vector(k: Float[Array, "l b f t h d"]) -> Float[Array, "b e"]:
-    """The gate's key vector of a chunk: per layer and head, the mean key over its tokens, unit-normed.
+def key_similarity(candidate: Float[Array, "f t h d"], others: Float[Array, "n f t h d"]) -> Float[Array, "n"]:
+    """The gate's cosine between chunks: per head, the cosine of their first-layer keys over all tokens
+    (the chunk's key vector), averaged over heads.
 
-    Un-rotated keys carry no position, so two chunks of the same view at different times match.
-    The mean over tokens makes the vector independent of resolution and summarises what the chunk
-    offers to queries. Heads are kept apart (their key spaces are unrelated) and each is unit-normed
-    before flattening, so every layer and head weighs the same and the cosine of two key vectors is
-    the mean over layers and heads of their per-head cosines.
+    Why the first layer's un-rotated token keys: they are a function of the chunk's own latents and
+    camera input alone (no attention has mixed in the context yet), so a revisit of a view matches the
+    first visit whatever the cache held at either time, and un-rotated keys carry no time. Token by
+    token, because the cosine of aligned token keys falls as the view moves and reads as a proxy for
+    reconstruction error; keys mean-pooled over tokens do not: on the tiny teacher's keys of a
+    SynthWorld orbit their cosine is 0.93-0.99 for any pair of views, while this one is 0.75-0.77
+    for a revisited view and about 0.5 for views 9 degrees or more apart. Heads are kept apart (their
+    key spaces are unrelated), so each weighs the same.
     """
-    mean = jnp.mean(k.astype(jnp.float32), axis=(2, 3))  # [L, B, H, D]
-    mean = mean / jnp.maximum(jnp.linalg.norm(mean, axis=-1, keepdims=True), 1e-12)
-    num_layers, batch, num_heads, _ = mean.shape
-    return jnp.moveaxis(mean, 1, 0).reshape(batch, -1) / np.sqrt(num_layers * num_heads)
+    dots = jnp.einsum("fthd,nfthd->nh", candidate.astype(jnp.float32), others.astype(jnp.float32))
+    norm = lambda x: jnp.sqrt(jnp.sum(jnp.square(x.astype(jnp.float32)), axis=(-4, -3, -1)))
+    return jnp.mean(dots / jnp.maximum(norm(candidate)[None] * norm(others), 1e-12), axis=-1)
 
 
 def camera_state(c2w: Float[Array, "b 4 4"]) -> tuple[Float[Array, "b 3"], Float[Array, "b 3"]]:
@@ -189,14 +191,14 @@ def farthest_point_sampling(dist: Float[Array, "n n"], candidates: Bool[Array, "
     return jax.lax.fori_loop(0, num_keep, pick, (kept, seed_dist.astype(jnp.float32)))[0]
 
 
-def mdl_gate(key_vec: Float[Array, "e"], pool_vecs: Float[Array, "n e"], in_pool: Bool[Array, "n"],
+def mdl_gate(candidate: Float[Array, "f t h d"], others: Float[Array, "n f t h d"], in_pool: Bool[Array, "n"],
              tau_mdl: float) -> tuple[Float[Array, ""], Bool[Array, ""]]:
-    """S_mdl = max cosine of a unit key vector against the pool's (-inf for an empty pool); admit if < tau."""
-    s_mdl = jnp.max(jnp.where(in_pool, pool_vecs @ key_vec, -jnp.inf))
+    """S_mdl = max of `key_similarity` against the pool's entries (-inf for an empty pool); admit if < tau."""
+    s_mdl = jnp.max(jnp.where(in_pool, key_similarity(candidate, others), -jnp.inf))
     return s_mdl, s_mdl < tau_mdl
 
 
-def _retire_oldest_local(role, frame, view, position, key_vec, config: MacoConfig):
+def _retire_oldest_local(role, frame, view, position, first_layer_k, config: MacoConfig):
     """One example: the oldest local chunk leaves a full window, is gated, and the pool is pruned."""
     slots = jnp.arange(role.shape[0])
     is_local = role == LOCAL
@@ -206,7 +208,7 @@ def _retire_oldest_local(role, frame, view, position, key_vec, config: MacoConfi
     if config.budget == 0:
         role = jnp.where(leaving, FREE, role)
         return role, jnp.where(leaves, frame[oldest], -1), jnp.float32(-jnp.inf), jnp.bool_(False), jnp.int32(-1)
-    s_mdl, admit = mdl_gate(key_vec[oldest], key_vec, role == POOL, config.tau_mdl)
+    s_mdl, admit = mdl_gate(first_layer_k[oldest], first_layer_k, role == POOL, config.tau_mdl)
     admit = admit & leaves
     role = jnp.where(leaving, jnp.where(admit, POOL, FREE), role)
     in_pool = role == POOL
@@ -261,7 +263,7 @@ class MacoPolicy:
         return MacoState(
             k=zeros(*kv, dt=dtype), v=zeros(*kv, dt=dtype), frame=zeros(batch, n, dt=jnp.int32),
             view=zeros(batch, n, 3), position=zeros(batch, n, 3),
-            key_vec=zeros(batch, n, num_layers * num_heads * head_dim), role=zeros(batch, n, dt=jnp.int32),
+            role=zeros(batch, n, dt=jnp.int32),
             next_frame=jnp.int32(0), left_frame=jnp.full((batch,), -1, jnp.int32), s_mdl=zeros(batch),
             admitted=zeros(batch, dt=bool), pruned_frame=jnp.full((batch,), -1, jnp.int32))
 
@@ -271,7 +273,7 @@ class MacoPolicy:
         self._check_chunk(state, k, v, pose)
         retire = jax.vmap(lambda *a: _retire_oldest_local(*a, self.config))
         role, left, s_mdl, admitted, pruned = retire(state.role, state.frame, state.view, state.position,
-                                                     state.key_vec)
+                                                     state.k[0])
         has_sink = jnp.any(role == SINK, axis=1)
         target = jnp.argmax(role == FREE, axis=1)
         rows = jnp.arange(role.shape[0])
@@ -282,7 +284,6 @@ class MacoPolicy:
             v=state.v.at[:, rows, target].set(v.astype(state.v.dtype)),
             frame=state.frame.at[rows, target].set(first_frame),
             view=state.view.at[rows, target].set(view), position=state.position.at[rows, target].set(position),
-            key_vec=state.key_vec.at[rows, target].set(chunk_key_vector(k)),
             role=role.at[rows, target].set(jnp.where(has_sink, LOCAL, SINK)),
             next_frame=first_frame + self.frames_per_chunk,
             left_frame=left, s_mdl=s_mdl, admitted=admitted, pruned_frame=pruned)
