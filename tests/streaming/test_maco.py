@@ -171,8 +171,8 @@ def check_invariants(policy, before, state, context, ks, vs, poses, i):
             np.testing.assert_array_equal(np.asarray(state.k)[:, b, slot], ks[frame[b, slot] // f][:, b])
 
 
-@settings(max_examples=8, deadline=None)
-@given(st.sampled_from(sorted(CONFIGS)), st.integers(1, 20), st.integers(0, 2 ** 31 - 1), st.sampled_from([1, 2]))
+@settings(max_examples=6, deadline=None)
+@given(st.sampled_from(sorted(CONFIGS)), st.integers(1, 16), st.integers(0, 2 ** 31 - 1), st.sampled_from([1, 2]))
 def test_generated_streams_keep_budget_sink_and_unique_frames(name, num_chunks, seed, frames):
     run_stream(name, num_chunks, seed, frames, check=check_invariants)
 
@@ -210,19 +210,18 @@ def test_budget_zero_holds_exactly_what_the_rolling_cache_holds():
     policy, step, _ = jitted_step("no_pool", frames)
     local = CONFIGS["no_pool"].local
     rng = np.random.default_rng(0)
-    ks, vs = chunk_keys(rng, 9, frames, repeat_prob=0.0)
-    poses = walk(rng, 9)
+    ks, vs = chunk_keys(rng, 10, frames, repeat_prob=0.0)
+    poses = walk(rng, 10)
     state = policy.init(LAYERS, BATCH, TOKENS, HEADS, DIM)
     rolling = init_kv_cache(LAYERS, BATCH, (1 + local) * frames, TOKENS, HEADS, DIM)
-    for i in range(9):
+    for i in range(10):  # the context for chunk i against the rolling cache before chunk i goes in
         state, context = step(state, ks[i], vs[i], jnp.int32(i * frames), poses[i])
-        rolling = insert_rolling(rolling, ks[i], vs[i], i * frames, sink_frames=frames)
-        context = policy.context(state, poses[i])
         for b in range(BATCH):
             got, want = sorted_frames(context, b), sorted_frames(rolling, b)
             assert got[0] == want[0]
             for x, y in zip(got[1:], want[1:]):
                 np.testing.assert_array_equal(x, y)
+        rolling = insert_rolling(rolling, ks[i], vs[i], i * frames, sink_frames=frames)
 
 
 def sorted_frames(cache, b):
