@@ -66,6 +66,7 @@ def clips_start(clip: dict) -> np.ndarray:
 
 def stream_records(params, config, vae, clip: dict, policy) -> list[dict]:
     """Streams the clip's latents through the DiT over MACO and records, per step, what the cache did."""
+    from worldscape_jax.streaming import maco
     from worldscape_jax.models import vae as vae_lib
     from worldscape_jax.training.stages import teacher
 
@@ -101,7 +102,7 @@ def stream_records(params, config, vae, clip: dict, policy) -> list[dict]:
             step=i, sink=frames[0] if valid[0] and i else None,
             memory=[int(f) for f in frames[valid & is_memory]],
             local=[int(f) for f in frames[valid & ~is_memory][1:]] if i else [],
-            pool=sorted(int(f) for f in frame[role == 2]),
+            pool=sorted(int(f) for f in frame[role == maco.POOL]),
             left=int(new.left_frame[0]), s_mdl=float(new.s_mdl[0]), admitted=bool(new.admitted[0]),
             pruned=int(new.pruned_frame[0])))
         state = new

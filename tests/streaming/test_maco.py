@@ -14,7 +14,7 @@ from worldscape_jax.geometry.actions import yaw_pitch_rotation
 from worldscape_jax.geometry.cameras import make_pose
 from worldscape_jax.models.rope import apply_rope
 from worldscape_jax.streaming import maco
-from worldscape_jax.streaming.kv_cache import init_kv_cache, insert_rolling
+from worldscape_jax.models.kv_cache import init_kv_cache, write_slots
 
 LAYERS, BATCH, TOKENS, HEADS, DIM = 2, 2, 3, 2, 4
 
@@ -205,23 +205,37 @@ def test_a_500_chunk_stream_compiles_once():
     assert int(state.next_frame) == 500
 
 
-def test_budget_zero_holds_exactly_what_the_rolling_cache_holds():
+def ring_insert(cache, k, v, start, sink_frames):
+    """The rolling cache written out slot by slot: frame f < sink keeps slot f, later frames cycle."""
+    frames = list(range(start, start + k.shape[2]))
+    ring = cache.slots - sink_frames
+    slots = [f if f < sink_frames else sink_frames + (f - sink_frames) % ring for f in frames]
+    return write_slots(cache, jnp.asarray(slots), k, v, jnp.asarray([frames] * k.shape[1]))
+
+
+@pytest.mark.parametrize("sink_frames", [2, 1])  # 1: the stream starts from one latent frame, chunks have 2
+def test_budget_zero_holds_exactly_what_the_rolling_cache_holds(sink_frames):
     frames = 2
     policy, step, _ = jitted_step("no_pool", frames)
     local = CONFIGS["no_pool"].local
     rng = np.random.default_rng(0)
     ks, vs = chunk_keys(rng, 10, frames, repeat_prob=0.0)
+    ks[0, :, :, sink_frames:] = vs[0, :, :, sink_frames:] = 0.0  # MACO pads a short chunk with zeros
     poses = walk(rng, 10)
     state = policy.init(LAYERS, BATCH, TOKENS, HEADS, DIM)
-    rolling = init_kv_cache(LAYERS, BATCH, (1 + local) * frames, TOKENS, HEADS, DIM)
+    rolling = init_kv_cache(LAYERS, BATCH, sink_frames + local * frames, TOKENS, HEADS, DIM)
+    first = 0
     for i in range(10):  # the context for chunk i against the rolling cache before chunk i goes in
-        state, context = step(state, ks[i], vs[i], jnp.int32(i * frames), poses[i])
+        size = sink_frames if i == 0 else frames
+        state, context = step(state, ks[i][:, :, :size], vs[i][:, :, :size], jnp.int32(first), poses[i])
         for b in range(BATCH):
             got, want = sorted_frames(context, b), sorted_frames(rolling, b)
             assert got[0] == want[0]
             for x, y in zip(got[1:], want[1:]):
                 np.testing.assert_array_equal(x, y)
-        rolling = insert_rolling(rolling, ks[i], vs[i], i * frames, sink_frames=frames)
+        rolling = ring_insert(rolling, ks[i][:, :, :size], vs[i][:, :, :size], first, sink_frames)
+        first += size
+    assert got[0][0] == 0 and len(got[0]) == sink_frames + local * frames
 
 
 def sorted_frames(cache, b):

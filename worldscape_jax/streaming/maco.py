@@ -32,9 +32,9 @@ import ml_collections
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
-from worldscape_jax.streaming.kv_cache import KVCache
+from worldscape_jax.models.kv_cache import KVCache
 
-FREE, SINK, POOL, LOCAL = 0, 1, 2, 3
+FREE, SINK, LOCAL, POOL = 0, 1, 2, 3  # slot roles (the cache-policy protocol's EMPTY, SINK, LOCAL, MEMORY)
 POSITIONS = ("fixed", "original")
 _FAR = np.iinfo(np.int32).max
 
@@ -113,6 +113,8 @@ def config_section(mode: str = "maco") -> ml_collections.ConfigDict:
 class MacoState:
     """The cache: `capacity` chunk slots with their role, plus what the last update decided.
 
+    frame, length: the first latent frame of each slot's chunk and how many frames it holds (a chunk may be
+    shorter than frames_per_chunk: the sink of a stream that starts from one latent frame).
     left_frame, s_mdl, admitted, pruned_frame: the first frame of the chunk that left the local window
     in the last update (-1: none), its gate score, whether it entered the pool, and the first frame of
     the pool entry pruned (-1: none). They exist for the figures and the play page.
@@ -121,6 +123,7 @@ class MacoState:
     k: Float[Array, "l b n f t h d"]
     v: Float[Array, "l b n f t h d"]
     frame: Int[Array, "b n"]
+    length: Int[Array, "b n"]
     view: Float[Array, "b n 3"]
     position: Float[Array, "b n 3"]
     role: Int[Array, "b n"]
@@ -262,6 +265,7 @@ class MacoPolicy:
         kv = (num_layers, batch, n, f, tokens_per_frame, num_heads, head_dim)
         return MacoState(
             k=zeros(*kv, dt=dtype), v=zeros(*kv, dt=dtype), frame=zeros(batch, n, dt=jnp.int32),
+            length=zeros(batch, n, dt=jnp.int32),
             view=zeros(batch, n, 3), position=zeros(batch, n, 3),
             role=zeros(batch, n, dt=jnp.int32),
             next_frame=jnp.int32(0), left_frame=jnp.full((batch,), -1, jnp.int32), s_mdl=zeros(batch),
@@ -269,8 +273,15 @@ class MacoPolicy:
 
     def update(self, state: MacoState, k: Float[Array, "l b f t h d"], v: Float[Array, "l b f t h d"],
                first_frame: Int[Array, ""] | int, pose: Float[Array, "b 4 4"]) -> MacoState:
-        """Inserts a clean chunk (un-rotated k, v) made at `pose`: the first one becomes the sink."""
+        """Inserts a clean chunk (un-rotated k, v) made at `pose`: the first one becomes the sink.
+
+        A chunk of fewer than frames_per_chunk frames (the first latent frame alone, say) fills its slot's
+        first frames; the rest stay out of the context.
+        """
         self._check_chunk(state, k, v, pose)
+        num_frames = k.shape[2]
+        pad = [(0, 0), (0, 0), (0, self.frames_per_chunk - num_frames)] + [(0, 0)] * 3
+        k, v = jnp.pad(k, pad), jnp.pad(v, pad)
         retire = jax.vmap(lambda *a: _retire_oldest_local(*a, self.config))
         role, left, s_mdl, admitted, pruned = retire(state.role, state.frame, state.view, state.position,
                                                      state.k[0])
@@ -283,9 +294,10 @@ class MacoPolicy:
             k=state.k.at[:, rows, target].set(k.astype(state.k.dtype)),
             v=state.v.at[:, rows, target].set(v.astype(state.v.dtype)),
             frame=state.frame.at[rows, target].set(first_frame),
+            length=state.length.at[rows, target].set(num_frames),
             view=state.view.at[rows, target].set(view), position=state.position.at[rows, target].set(position),
             role=role.at[rows, target].set(jnp.where(has_sink, LOCAL, SINK)),
-            next_frame=first_frame + self.frames_per_chunk,
+            next_frame=first_frame + num_frames,
             left_frame=left, s_mdl=s_mdl, admitted=admitted, pruned_frame=pruned)
 
     def context_slots(self, state: MacoState, query_pose: Float[Array, "b 4 4"]
@@ -309,14 +321,21 @@ class MacoPolicy:
             before_window = state.next_frame - (c.local + c.select - jnp.arange(c.context_chunks) + 1) * f
             first = jnp.where(is_memory, before_window[None], first)
         frame_index = (first[:, :, None] + jnp.arange(f)).reshape(first.shape[0], -1)
+        length = jnp.take_along_axis(state.length, slots, axis=1)
+        valid = (valid[:, :, None] & (jnp.arange(f) < length[:, :, None])).reshape(first.shape[0], -1)
         flat = lambda x: x.reshape(x.shape[0], x.shape[1], -1, *x.shape[4:])
         return KVCache(k=flat(state.k[:, rows, slots]), v=flat(state.v[:, rows, slots]),
-                       frame_index=frame_index, valid=jnp.repeat(valid, f, axis=1))
+                       frame_index=frame_index, valid=valid)
+
+    def roles(self, state: MacoState) -> Int[Array, "b s"]:
+        """What each frame slot of the state holds (FREE, SINK, LOCAL, POOL), for figures and the play page."""
+        held = jnp.arange(self.frames_per_chunk) < state.length[:, :, None]
+        return jnp.where(held, state.role[:, :, None], FREE).reshape(state.role.shape[0], -1)
 
     def _check_chunk(self, state: MacoState, k, v, pose) -> None:
-        expected = state.k.shape[:2] + state.k.shape[3:]
-        if k.shape != expected or v.shape != expected:
-            raise ValueError(f"MACO update: k and v must be [L, B, F, T, H, Dh] = {expected} "
-                             f"(frames_per_chunk={self.frames_per_chunk}), got {k.shape} and {v.shape}")
+        expected = state.k.shape[:2] + state.k.shape[4:]
+        if k.shape != v.shape or k.shape[:2] + k.shape[3:] != expected or not 1 <= k.shape[2] <= self.frames_per_chunk:
+            raise ValueError(f"MACO update: k and v must be [L, B, F, T, H, Dh] with (L, B, T, H, Dh) = {expected} "
+                             f"and 1 <= F <= frames_per_chunk={self.frames_per_chunk}, got {k.shape} and {v.shape}")
         if pose.shape != (state.k.shape[1], 4, 4):
             raise ValueError(f"MACO update: pose must be c2w [B, 4, 4] = {(state.k.shape[1], 4, 4)}, got {pose.shape}")
