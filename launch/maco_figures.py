@@ -5,12 +5,12 @@
   python launch/maco_figures.py --chunks=48 --tau_mdl=0.95 --out_dir=runs/maco_figures
 
 A held-out SynthWorld scene is rendered along a reversed orbit (an orbit around the scene's centre,
-then back along the same arc), VAE-encoded, and streamed one latent frame (= one chunk at tiny) at a
-time through the committed tiny teacher's DiT over a KV cache that MACO manages: for chunk i the DiT
-sees MACO's context for pose i (sink, selected memory, local window) and the clean latent at t = 0,
-and its keys and values go into MACO. Until a trained student exists these are the teacher's keys,
-with its conditioning and camera inputs zeroed (the dropout mode it was trained with), so the keys
-carry the content of the frames alone. Figure 7: the path from above at a few steps, with the query,
+then back along the same arc) and VAE-encoded; each latent frame (one chunk at tiny) goes through the
+committed tiny teacher's DiT at t = 0, and MACO is replayed along the path with those keys
+(streaming/revisit.py). Until a trained student exists these are the teacher's keys, with its
+conditioning and camera inputs zeroed (the dropout mode it was trained with), so they carry the content
+of the frames alone; the gate reads the first layer's keys, which the context does not change.
+Figure 7: the path from above at a few steps, with the query,
 sink, local window, pool and selected memory. Figure 8: the pool at every step, with the gate's
 admissions and rejections and FPS's prunings, and the gate score against tau_mdl.
 """
@@ -20,11 +20,8 @@ from __future__ import annotations
 import dataclasses
 import os
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
-from tqdm import tqdm
 
 _TEACHER = flags.DEFINE_string("teacher", "asset:teacher_tiny", "Exported teacher whose DiT makes the keys.")
 _SCENE = flags.DEFINE_integer("scene", 0, "Index of the held-out SynthWorld scene.")
@@ -35,78 +32,6 @@ _PANELS = flags.DEFINE_list("panels", ["7", "12", "17", "22", "27", "32", "36", 
 _OUT = flags.DEFINE_string("out_dir", "docs", "Where the two PNGs go.")
 
 COLORS = dict(path="#c8c8c8", query="#f2b705", sink="#2e9e44", local="#2f6fd6", pool="#d64541", memory="#d64541")
-
-
-def reversed_orbit_clip(scene_index: int, chunks: int, degrees: float, height: int, width: int) -> dict:
-    """A held-out scene rendered along an orbit around its centre and back: 1 + 4 (chunks - 1) frames."""
-    from worldscape_jax.data.synthworld import clips, scenes
-    from worldscape_jax.data.synthworld.render import render_frames
-    from worldscape_jax.geometry import trajectories
-    from worldscape_jax.geometry.cameras import intrinsics_from_fov
-
-    seed = [s for s in range(100 * (scene_index + 1)) if clips.split_of(s) == "heldout"][scene_index]
-    frames = 1 + 4 * (chunks - 1)
-    half = (frames + 1) // 2
-    start = clips.start_pose(seed)
-    start_angle = np.rad2deg(np.arctan2(start[0, 2], start[2, 2]))
-    outbound = trajectories.orbit(half, center=start[:3, 3], radius=0.6 * clips.FREE_RADIUS, degrees=degrees,
-                                  start_angle_deg=float(start_angle))
-    c2w = trajectories.there_and_back(outbound, frames)
-    intrinsics = np.tile(intrinsics_from_fov(clips.FOV_X_DEG, height, width), (frames, 1))
-    rendered = render_frames(scenes.navigation_scene(seed, clips.FREE_RADIUS), c2w, intrinsics, height, width,
-                             clips.DEFAULT_SUPERSAMPLE)
-    return {**clips.clip_arrays(rendered, c2w, intrinsics, seed), "traj_seed": seed}
-
-
-def clips_start(clip: dict) -> np.ndarray:
-    """The orbit's centre: the scene's start point (SynthWorld's free disc centre)."""
-    from worldscape_jax.data.synthworld import clips
-    return clips.start_pose(int(clip["traj_seed"]))[:3, 3]
-
-
-def stream_records(params, config, vae, clip: dict, policy) -> list[dict]:
-    """Streams the clip's latents through the DiT over MACO and records, per step, what the cache did."""
-    from worldscape_jax.streaming import maco
-    from worldscape_jax.models import vae as vae_lib
-    from worldscape_jax.training.stages import teacher
-
-    video = teacher.to_unit_range(clip["video"][None])
-    latents = vae_lib.encode(vae[0], video, vae[1])
-    c2w, intrinsics = jnp.asarray(clip["c2w"][None]), jnp.asarray(clip["intrinsics"][None])
-    camera = jnp.zeros_like(teacher._camera(config, c2w, intrinsics))
-    m = config.model
-    cond = jnp.zeros((*latents.shape[:-1], m.in_dim - m.out_dim))
-    model, text = teacher._model(config), teacher._text(config, 1)
-    chunk_pose = c2w[:, 0::4]  # the last pixel frame of each latent frame
-    tokens = (latents.shape[2] // m.patch_size[1]) * (latents.shape[3] // m.patch_size[2])
-    head_dim = m.dim // m.num_heads
-
-    @jax.jit
-    def step(state, i):
-        sl = lambda x: jax.lax.dynamic_slice_in_dim(x, i, 1, axis=1)
-        pose = chunk_pose[:, i]
-        context = policy.context(state, pose)
-        _, (k, v) = model.apply({"params": params}, sl(latents), jnp.zeros((1, 1)), text, cond=sl(cond),
-                                camera=sl(camera), cache=context, start_frame=i)
-        slots, valid, is_memory = policy.context_slots(state, pose)
-        frames = jnp.take_along_axis(state.frame, slots, axis=1)
-        return policy.update(state, k, v, i, pose), frames, valid, is_memory
-
-    state = policy.init(m.num_layers, 1, tokens, m.num_heads, head_dim)
-    records = []
-    for i in tqdm(range(latents.shape[1]), desc="stream through MACO", unit="chunk"):
-        new, frames, valid, is_memory = jax.device_get(step(state, jnp.int32(i)))
-        frames, valid, is_memory = frames[0], valid[0], is_memory[0]
-        role, frame = np.asarray(new.role[0]), np.asarray(new.frame[0])
-        records.append(dict(
-            step=i, sink=frames[0] if valid[0] and i else None,
-            memory=[int(f) for f in frames[valid & is_memory]],
-            local=[int(f) for f in frames[valid & ~is_memory][1:]] if i else [],
-            pool=sorted(int(f) for f in frame[role == maco.POOL]),
-            left=int(new.left_frame[0]), s_mdl=float(new.s_mdl[0]), admitted=bool(new.admitted[0]),
-            pruned=int(new.pruned_frame[0])))
-        state = new
-    return records
 
 
 def draw_reversed_orbit(records, positions, views, panels, config, path: str) -> None:
@@ -208,7 +133,8 @@ def main(argv):
         matplotlib.use("Agg")
     except ImportError as error:
         raise SystemExit("launch/maco_figures.py draws with matplotlib: pip install -e '.[figures]'") from error
-    from worldscape_jax.streaming import maco
+    from worldscape_jax.data.synthworld import clips
+    from worldscape_jax.streaming import maco, revisit
     from worldscape_jax.training.export import load_exported
     from worldscape_jax.training.stages import teacher
 
@@ -221,13 +147,15 @@ def main(argv):
     params, teacher_config = load_exported(teacher.resolve_asset(_TEACHER.value))
     vae = teacher.load_vae(teacher_config.vae.checkpoint, teacher_config.vae.preset)
     d = teacher_config.data
-    clip = reversed_orbit_clip(_SCENE.value, _CHUNKS.value, _DEGREES.value, d.height, d.width)
-    policy = maco.MacoPolicy(config, frames_per_chunk=1)
-    records = stream_records(params, teacher_config, vae, clip, policy)
-    poses = clip["c2w"][0::4]
+    seed = revisit.heldout_seed(_SCENE.value)
+    clip = revisit.render_clip(seed, revisit.revisit_path("reversed_orbit", _CHUNKS.value, seed, _DEGREES.value),
+                               d.height, d.width)
+    poses = clip["c2w"][0::revisit.PIXELS_PER_CHUNK]
+    ks, vs = revisit.chunk_keys(params, teacher_config, vae, clip)
+    records = revisit.replay(maco.MacoPolicy(config, frames_per_chunk=1), ks, vs, poses)
     # The return leg retraces the outbound one; draw it 8% closer to the orbit's centre so both show.
-    center = clips_start(clip)
-    returning = (4 * np.arange(len(poses)) >= (len(clip["c2w"]) + 1) // 2)[:, None]
+    center = clips.start_pose(seed)[:3, 3]
+    returning = (revisit.PIXELS_PER_CHUNK * np.arange(len(poses)) >= (len(clip["c2w"]) + 1) // 2)[:, None]
     display = np.where(returning, center + 0.92 * (poses[:, :3, 3] - center), poses[:, :3, 3])
     os.makedirs(_OUT.value, exist_ok=True)
     figure7, figure8 = os.path.join(_OUT.value, "maco_reversed_orbit.png"), os.path.join(_OUT.value, "maco_pool.png")
