@@ -70,7 +70,7 @@ def main(argv):
 
     print(f"coverage of the return half's views by their context ({_SCENES.value} held-out scenes, "
           f"{_CHUNKS.value} chunks; mean ± std over scenes)")
-    print(f"{'family':<16}" + "".join(f"{name:>18}" for name in named) + f"{'maco - rolling':>18}")
+    print(f"{'family':<16}" + "".join(f"{name:>20}" for name in named) + f"{'maco - rolling':>20}")
     for family in families:
         row = "".join(f"{np.mean(v):>12.3f} ± {np.std(v):.3f}" for v in results[family].values())
         gain = np.asarray(results[family]["maco"]) - np.asarray(results[family]["rolling"])
