@@ -23,7 +23,7 @@ import numpy as np
 from jaxtyping import Bool, Float, Int, UInt8
 
 from worldscape_jax.data.synthworld import scenes
-from worldscape_jax.data.synthworld.clips import FREE_RADIUS
+from worldscape_jax.data.synthworld.clips import DEFAULT_SUPERSAMPLE, FREE_RADIUS
 from worldscape_jax.data.synthworld.render import render_frames
 from worldscape_jax.geometry.actions import ActionConfig, integrate
 from worldscape_jax.play.keys import ACTION_KEYS, frame_deltas_of
@@ -79,11 +79,16 @@ class GroundTruthState:
 
 
 class SynthWorldEngine:
-    """Renders the SynthWorld scene of the start's seed along the keys' path (no model, no memory)."""
+    """Renders the SynthWorld scene of the start's seed along the keys' path (no model, no memory).
+
+    Anti-aliased like the training clips by default (9 rays per pixel), so the pose estimator reads
+    its turns as it does on the data; supersample=1 renders about nine times faster.
+    """
 
     name = "synthworld"
 
-    def __init__(self, height: int = 64, width: int = 64, frames_per_chunk: int = 1, supersample: int = 1,
+    def __init__(self, height: int = 64, width: int = 64, frames_per_chunk: int = 1,
+                 supersample: int = DEFAULT_SUPERSAMPLE,
                  action_config: ActionConfig = ActionConfig()):
         self.height, self.width, self.frames_per_chunk = height, width, frames_per_chunk
         self.supersample, self.action_config = supersample, action_config

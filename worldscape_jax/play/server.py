@@ -17,6 +17,7 @@ import importlib.resources
 import itertools
 import logging
 import os
+import threading
 
 from aiohttp import WSMsgType, web
 
@@ -44,6 +45,7 @@ def make_app(engine: Engine, record_dir: str, max_sessions: int = 8, workers: in
     app[COUNTER], app[MAX_SESSIONS] = itertools.count(1), max_sessions
     os.makedirs(app[RECORD_DIR], exist_ok=True)
     app.router.add_get("/", _page)
+    app.router.add_get("/favicon.ico", lambda request: web.Response(status=204))
     app.router.add_static("/static/", str(STATIC))
     app.router.add_static("/recordings/", app[RECORD_DIR])
     app.router.add_get("/ws", _websocket)
@@ -150,3 +152,48 @@ def serve(engine: Engine, port: int, record_dir: str) -> None:
     """Runs the server on 127.0.0.1:port until interrupted (never on a public interface)."""
     web.run_app(make_app(engine, record_dir), host="127.0.0.1", port=port,
                 print=lambda text: print(f"play: open http://127.0.0.1:{port}/ in a browser ({engine.name} engine)"))
+
+
+class BackgroundServer:
+    """The play server on 127.0.0.1 in a thread of its own (for the browser test, the benchmark, notebooks).
+
+    `url` is the page's address; `close()` stops the server and frees every session.
+    """
+
+    def __init__(self, engine: Engine, record_dir: str, port: int = 0):
+        self._loop = asyncio.new_event_loop()
+        self._runner = web.AppRunner(make_app(engine, record_dir))
+        started = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(port, started), daemon=True, name="play-server")
+        self._thread.start()
+        if not started.wait(60):
+            raise RuntimeError("play server: did not start within 60 s")
+        if self._error is not None:
+            raise RuntimeError(f"play server: could not start on 127.0.0.1:{port}") from self._error
+
+    def _run(self, port: int, started: threading.Event) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._error = None
+        try:
+            self._loop.run_until_complete(self._runner.setup())
+            site = web.TCPSite(self._runner, "127.0.0.1", port)
+            self._loop.run_until_complete(site.start())
+            self.port = site._server.sockets[0].getsockname()[1]
+            self.url = f"http://127.0.0.1:{self.port}/"
+        except Exception as error:  # noqa: BLE001 - reported to the caller's thread
+            self._error = error
+            started.set()
+            return
+        started.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self._runner.cleanup())
+        self._loop.close()
+
+    @property
+    def sessions(self) -> dict:
+        return self._runner.app[SESSIONS]
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=30)

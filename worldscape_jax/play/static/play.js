@@ -6,10 +6,12 @@
 
 const play = window.play = {
   hello: null, scene: null, held: new Set(), pressedAt: new Map(), inflight: false, nextId: 1,
-  requests: new Map(), pendingHeader: null, queue: [], nextDrawAt: 0, chunkMs: 250,
+  requests: new Map(), roundTrips: [], pendingHeader: null, queue: [], nextDrawAt: 0, chunkMs: 250,
   framesDrawn: 0, chunksReceived: 0, drawTimes: [], latencies: [], fps: 0, map: null,
   camera: null, errors: [], unknownKeys: 0, recording: false, recordings: [], sendAllKeys: true,
+  recentFrames: [],  // the last RECENT_FRAMES frames received, with the keys they were made with
 };
+const RECENT_FRAMES = 64;
 const $ = (id) => document.getElementById(id);
 const stream = $("stream"), streamCtx = stream.getContext("2d");
 const mapCanvas = $("map"), mapCtx = mapCanvas.getContext("2d");
@@ -74,20 +76,29 @@ function onFrames(bytes) {
   } else {
     const request = play.requests.get(header.id);
     play.requests.delete(header.id);
-    if (request) play.chunkMs = 0.7 * play.chunkMs + 0.3 * (performance.now() - request.sentAt);
+    if (request) {
+      play.roundTrips.push(performance.now() - request.sentAt);
+      if (play.roundTrips.length > 5) play.roundTrips.shift();
+      play.chunkMs = [...play.roundTrips].sort((a, b) => a - b)[play.roundTrips.length >> 1];  // median of 5
+    }
     play.chunksReceived += 1;
     play.unknownKeys = header.unknown_keys;
     $("step").textContent = header.step_ms.toFixed(0);
     $("chunk").textContent = header.chunk;
     $("unknown").textContent = header.unknown_keys;
     frames.forEach((frame, i) => play.queue.push({ frame, request: i === 0 ? request : null }));
+    const keys = request ? request.keys : [];
+    frames.forEach((rgb) => play.recentFrames.push({ keys, rgb }));
+    if (play.recentFrames.length > RECENT_FRAMES) play.recentFrames.splice(0, play.recentFrames.length - RECENT_FRAMES);
   }
   play.inflight = false;
   requestChunk();
 }
 
 function requestChunk() {
-  if (play.inflight || !play.scene || ws.readyState !== WebSocket.OPEN) return;
+  // at most one chunk waits to be drawn: a faster server would only grow the queue, and with it the latency
+  const waiting = play.queue.length > (play.hello ? play.hello.pixel_frames_per_chunk : 1);
+  if (play.inflight || waiting || !play.scene || ws.readyState !== WebSocket.OPEN) return;
   const id = play.nextId++;
   const keys = [...play.held];
   play.requests.set(id, { sentAt: performance.now(), keys });
@@ -115,9 +126,11 @@ function drawTick() {
     play.fps = play.drawTimes.length;
     if (request) recordLatencies(request, now);
     // pace the chunk's frames over the time a chunk takes, a little faster so the queue never grows
-    const perFrame = 0.9 * play.chunkMs / (play.hello.pixel_frames_per_chunk || 1);
-    play.nextDrawAt = now + Math.min(250, Math.max(1000 / 60, perFrame) * (play.queue.length > 4 ? 0.5 : 1));
+    const perChunk = play.hello.pixel_frames_per_chunk;
+    const perFrame = 0.9 * play.chunkMs / perChunk * (play.queue.length > perChunk ? 0.5 : 1);
+    play.nextDrawAt = now + Math.min(250, Math.max(1000 / 60, perFrame));
     $("fps").textContent = play.fps;
+    requestChunk();
   }
   setTimeout(drawTick, 4);
 }
