@@ -90,16 +90,11 @@ def parse_actions(text: str) -> list[Action]:
     return actions
 
 
-def motion_per_frame(config: ActionConfig = ActionConfig()) -> np.ndarray:
-    """(forward, right, yaw_rad, pitch_rad) [4] that one key moves the camera per pixel frame."""
-    return np.asarray([config.translation_per_step, config.translation_per_step,
-                       np.deg2rad(config.rotation_deg_per_step), np.deg2rad(config.rotation_deg_per_step)],
-                      np.float64) / config.frames_per_step
-
-
 def frame_deltas(actions: list[Action], config: ActionConfig = ActionConfig()) -> np.ndarray:
     """Per-pixel-frame motion [M, 4]: (forward, right, yaw_rad, pitch_rad), M = steps * frames_per_step."""
-    per_frame = motion_per_frame(config)
+    per_frame = np.asarray([config.translation_per_step, config.translation_per_step,
+                            np.deg2rad(config.rotation_deg_per_step), np.deg2rad(config.rotation_deg_per_step)],
+                           np.float64) / config.frames_per_step
     rows = []
     for action in actions:
         effect = np.sum([KEY_EFFECTS[k] for k in action.keys], axis=0) * per_frame

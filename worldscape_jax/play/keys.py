@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from worldscape_jax.geometry.actions import KEY_EFFECTS, ActionConfig, motion_per_frame, parse_actions
+from worldscape_jax.geometry.actions import OPPOSITES, Action, ActionConfig, frame_deltas, parse_actions
 
 ACTION_KEYS = "wasdqerf"
 
@@ -62,12 +62,17 @@ def _item_vector(keys: str) -> np.ndarray:
 def frame_deltas_of(actions: np.ndarray, config: ActionConfig = ActionConfig()) -> np.ndarray:
     """Per-pixel-frame (forward, right, yaw, pitch) [fpc * frames_per_step, 4] of bool actions [fpc, 8].
 
-    The array form of geometry.actions.frame_deltas, for held keys (where opposites may be held together).
+    geometry.actions.frame_deltas for held keys, where opposites may be held together (they cancel).
     """
     actions = np.asarray(actions, bool)
     if actions.ndim != 2 or actions.shape[1] != len(ACTION_KEYS):
         raise ValueError(f"frame_deltas_of: actions must be bool [frames, {len(ACTION_KEYS)}] over "
                          f"{ACTION_KEYS!r}, got shape {actions.shape}")
-    effects = np.asarray([KEY_EFFECTS[key] for key in ACTION_KEYS], np.float64)        # [8, 4]
-    per_step = actions.astype(np.float64) @ effects * motion_per_frame(config)          # [fpc, 4]
-    return np.repeat(per_step, config.frames_per_step, axis=0)
+    return frame_deltas([Action(_without_opposites(vector_to_text(step)), 1) for step in actions], config)
+
+
+def _without_opposites(keys: str) -> str:
+    for a, b in OPPOSITES:
+        if a in keys and b in keys:
+            keys = keys.replace(a, "").replace(b, "")
+    return keys or "."
