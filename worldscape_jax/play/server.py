@@ -45,7 +45,7 @@ def make_app(engine: Engine, record_dir: str, max_sessions: int = 8, workers: in
     app[COUNTER], app[MAX_SESSIONS] = itertools.count(1), max_sessions
     os.makedirs(app[RECORD_DIR], exist_ok=True)
     app.router.add_get("/", _page)
-    app.router.add_get("/favicon.ico", lambda request: web.Response(status=204))
+    app.router.add_get("/favicon.ico", _no_icon)
     app.router.add_static("/static/", str(STATIC))
     app.router.add_static("/recordings/", app[RECORD_DIR])
     app.router.add_get("/ws", _websocket)
@@ -56,6 +56,10 @@ def make_app(engine: Engine, record_dir: str, max_sessions: int = 8, workers: in
 
 async def _page(request: web.Request) -> web.FileResponse:
     return web.FileResponse(str(STATIC / "index.html"))
+
+
+async def _no_icon(request: web.Request) -> web.Response:
+    return web.Response(status=204)
 
 
 async def _close_sessions(app: web.Application) -> None:
