@@ -23,7 +23,7 @@ from worldscape_jax.training.flops import function_flops
 from worldscape_jax.configs import dit as dit_configs
 from worldscape_jax.models.camera_encoder import pack_frames
 from worldscape_jax.models.dit import DiTConfig, build_dit
-from worldscape_jax.streaming.kv_cache import init_kv_cache
+from worldscape_jax.models.kv_cache import init_kv_cache
 
 _SCALE = flags.DEFINE_string("scale", "tiny", "DiT preset of configs/dit.py, with variants: tiny | wan1_3b[,camera]")
 _HEIGHT = flags.DEFINE_integer("height", None, "pixel height (default: 64 tiny, 480 wan1_3b)")
