@@ -31,7 +31,8 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)
-    from worldscape_jax.training.export import export_params, resolve_run_config, restore_trained_params
+    from worldscape_jax.training.export import export_params, restore_trained_params
+    from worldscape_jax.training.run_config import resolve_run_config
     from worldscape_jax.training.stages import get_stage
 
     given = None if _CONFIG.value is None else _CONFIG.value.copy_and_resolve_references()

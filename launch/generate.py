@@ -42,10 +42,6 @@ _VAE_CEILING = flags.DEFINE_bool("vae_ceiling", False, "Score the VAE's reconstr
                                  "metric. No camera ablation then.")
 
 
-def to_uint8(video) -> np.ndarray:
-    return np.asarray(jnp.round((video + 1.0) * 127.5)).clip(0, 255).astype(np.uint8)
-
-
 def side_by_side(generated: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """[N, F, H, W, 3] pairs -> frames [F, N*H, 2*W + 2, 3]: generated left, ground truth right."""
     gap = np.full(generated.shape[:3] + (2, 3), 255, np.uint8)
@@ -61,12 +57,14 @@ def main(argv):
     from worldscape_jax.eval.video_eval import evaluate_clip, summarise
     from worldscape_jax.data.synthworld.clips import FAMILIES
     from worldscape_jax.geometry.actions import num_frames_of
+    from worldscape_jax.inference.heldout import heldout_clips
+    from worldscape_jax.inference.loading import load_exported, load_vae
+    from worldscape_jax.inference.pixels import to_uint8, to_unit_range
+    from worldscape_jax.inference.teacher import generate
     from worldscape_jax.models import vae as vae_lib
-    from worldscape_jax.training.export import load_exported
     from worldscape_jax.training.media import write_mp4
-    from worldscape_jax.training.stages import teacher
 
-    params, config = load_exported(teacher.resolve_asset(_TEACHER.value))
+    params, config = load_exported(_TEACHER.value, stage="teacher")
     trajectory = None if _ACTIONS.value == "mixed" else _ACTIONS.value
     frames = config.data.frames if trajectory is None or trajectory in FAMILIES else num_frames_of(trajectory)
     if frames != config.data.frames:
@@ -74,19 +72,19 @@ def main(argv):
                              f"{config.data.frames} (1 + 4 * {(config.data.frames - 1) // 4} steps)")
     if _SHIFT.value is not None:
         config.sample.shift = _SHIFT.value
-    vae = teacher.load_vae(config.vae.checkpoint, config.vae.preset)
-    run = jax.jit(lambda first, c2w, k, rng, scale: teacher.generate(
+    vae = load_vae(config.vae.checkpoint, config.vae.preset)
+    run = jax.jit(lambda first, c2w, k, rng, scale: generate(
         params, config, vae, first, c2w, k, rng, steps=_STEPS.value, guidance=_GUIDANCE.value, camera_scale=scale))
     reconstruct = jax.jit(lambda video: vae_lib.decode(vae[0], vae_lib.encode(vae[0], video, vae[1]), vae[1]))
     ablate = _ABLATE.value and not _VAE_CEILING.value
 
-    clips = teacher.heldout_clips(config, _SCENES.value, trajectory=trajectory, first=_FIRST_SCENE.value)
+    clips = heldout_clips(config, _SCENES.value, trajectory=trajectory, first=_FIRST_SCENE.value)
     results, ablated, generated, ablated_videos = [], [], [], []
     for i, clip in enumerate(tqdm(clips, desc="generate + score", unit="scene")):
-        args = (teacher.to_unit_range(clip["video"][None, :1]), jnp.asarray(clip["c2w"][None]),
+        args = (to_unit_range(clip["video"][None, :1]), jnp.asarray(clip["c2w"][None]),
                 jnp.asarray(clip["intrinsics"][None]), jax.random.key(_SEED.value + i))
         if _VAE_CEILING.value:
-            video = to_uint8(reconstruct(teacher.to_unit_range(clip["video"][None])))[0]
+            video = to_uint8(reconstruct(to_unit_range(clip["video"][None])))[0]
         else:
             video = to_uint8(run(*args, 1.0))[0]
         generated.append(video)
