@@ -74,6 +74,25 @@ def test_cached_attention_is_attention_over_valid_cache_and_current_tokens():
     np.testing.assert_allclose(np.asarray(ours), naive_attention(q, keys, values, allowed), atol=1e-5)
 
 
+@pytest.mark.parametrize("window,sink", [(None, 0), (2, 1)])
+def test_cached_block_causal_attention_matches_naive_softmax(window, sink):
+    """Three 2-token chunks in one call over a cache with holes: every valid cache key, then block-causal."""
+    q, k, v = random_qkv(7, nq=6, nk=6)
+    _, ck, cv = random_qkv(8, nq=5, nk=5)
+    valid = np.array([[True, False, True, True, False], [False, True, True, True, True]])
+    spec = MaskSpec.block_causal(2, window, sink)
+    ours = cached_attention(*map(jnp.asarray, (q, k, v, ck, cv, valid)), spec)
+    keys, values = np.concatenate([ck, k], 1), np.concatenate([cv, v], 1)
+    allowed = np.concatenate([np.repeat(valid[:, None, :], 6, 1),
+                              np.broadcast_to(naive_block_causal(6, 2, window, sink), (2, 6, 6))], -1)
+    np.testing.assert_allclose(np.asarray(ours), naive_attention(q, keys, values, allowed), atol=1e-5)
+    dense = np.asarray(spec.with_cache(5).dense(6, 11))
+    np.testing.assert_array_equal(dense[:, :5], True)
+    np.testing.assert_array_equal(dense[:, 5:], naive_block_causal(6, 2, window, sink))
+    with pytest.raises(ValueError, match="cache_tokens"):
+        cached_attention(*map(jnp.asarray, (q, k, v, ck, cv, valid)), spec.with_cache(5))
+
+
 def test_dot_product_path_matches_reference_masks():
     """The `cudnn` implementation's mask plumbing, run through jax.nn.dot_product_attention's XLA backend."""
     q, k, v = random_qkv(4)

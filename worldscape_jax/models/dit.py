@@ -4,9 +4,11 @@ One set of parameters, three ways to run it:
   * bidirectional (the teacher): `model.apply(params, x, t, text)`;
   * block-causal over chunks of `frames_per_chunk` latent frames, optionally with a window of W
     chunks and a sink of S chunks (training the student): `..., causal=Causal(window=W, sink=S)`;
-  * cached (streaming): `model.apply(params, x_chunk, t_chunk, text, cache=kv, start_frame=f)`
-    attends to a fixed-capacity `KVCache` plus itself and returns the chunk's own un-rotated keys
-    and values, which the caller inserts (rolling window, MACO, ...).
+  * cached (streaming, and the student's rollouts): `model.apply(params, x, t, text, cache=kv,
+    start_frame=f, causal=Causal())` attends to a fixed-capacity `KVCache` plus the call's own
+    tokens, block-causally over its chunks when `causal` is given (several chunks at staggered noise
+    levels in one call: the rolling window), and returns the call's own un-rotated keys and values,
+    which the caller inserts (rolling window, MACO, ...).
 
 The math is Wan's exactly (research notes wan_distillation_streaming.md §5.2 and §9): patch embedding
 (1,2,2), sinusoidal time embedding [cos|sin] shared by six per-block modulation vectors, q/k RMSNorm
@@ -30,9 +32,9 @@ from jaxtyping import Array, Float
 
 from worldscape_jax.models.attention import MaskSpec, attention, cached_attention
 from worldscape_jax.models.camera_encoder import CameraEncoder
+from worldscape_jax.models.kv_cache import KVCache
 from worldscape_jax.models.layers import LayerNorm, Linear, RMSNorm, gelu_tanh, logical, modulate, sinusoidal_embedding
 from worldscape_jax.models.rope import apply_rope, grid_positions
-from worldscape_jax.streaming.kv_cache import KVCache
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,7 +132,7 @@ class SelfAttention(nn.Module):
         else:
             cache_k, cache_v, cache_positions, cache_valid = cache
             cache_k_rot = apply_rope(cache_k.astype(k.dtype), cache_positions, c.rope_theta)
-            out = cached_attention(q_rot, k_rot, v, cache_k_rot, cache_v.astype(v.dtype), cache_valid,
+            out = cached_attention(q_rot, k_rot, v, cache_k_rot, cache_v.astype(v.dtype), cache_valid, self.mask,
                                    impl=c.attention_impl)
         out = checkpoint_name(_merge(out), "self_attn_out")
         return dense("o", ("heads", "embed"))(out), (k, v)
@@ -236,8 +238,10 @@ class WanDiT(nn.Module):
           Fun-Control: control video + first frame).
         camera: Plücker rays packed per latent frame (`camera_encoder.pack_frames`), pixel resolution.
         clip: CLIP image tokens (image branch only).
-        causal: block-causal attention (ignored with a cache: the chunk sees the cache and itself).
-        cache, start_frame: streaming; x is the chunk starting at absolute latent frame `start_frame`.
+        causal: block-causal attention over chunks of `frames_per_chunk` frames; with a cache it applies
+          among the call's own chunks (window and sink counted in those chunks), and every valid cache
+          entry is visible. Without `causal` all of the call's tokens see each other.
+        cache, start_frame: streaming; x is the chunk(s) starting at absolute latent frame `start_frame`.
         Returns v [B, F, H, W, out_dim], or with a cache (v, (k, v)) with k, v [L, B, F, T, H, Dh].
         """
         c = self.cfg
@@ -253,11 +257,9 @@ class WanDiT(nn.Module):
         frame_offset = 0 if cache is not None else start_frame
         positions = grid_positions(*grid, frame_offset=frame_offset)
         shared = (e0, text_tokens, image_tokens, positions, None, None)
-        if cache is None:
-            mask = self._mask(causal, grid)
-            layer_cache = None
-        else:
-            mask = MaskSpec()
+        mask = self._mask(causal, grid)
+        layer_cache = None
+        if cache is not None:
             shared = (*shared[:4], *self._cache_positions(cache, start_frame, grid))
             layer_cache = self._flat_cache(cache)
         blocks = _scanned_blocks(c, mask, return_kv=cache is not None, cached=cache is not None)

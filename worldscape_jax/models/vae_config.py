@@ -103,3 +103,18 @@ def get_vae_config(name: str) -> VAEConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown VAE preset {name!r}; available: {sorted(PRESETS)}")
     return PRESETS[name]()
+
+
+def vae_config(config) -> VAEConfig:
+    """The VAEConfig of a VAE stage config (configs/vae.py) or of its export: the preset named by
+    `config.model.preset`, with any other `config.model` field overriding it (e.g. `--config.model.dim=16`)
+    and the export's measured `vae_stats` as latent statistics, so loading rebuilds the trained shape."""
+    overrides = {k: tuple(v) if isinstance(v, (list, tuple)) else v
+                 for k, v in config.model.items() if k != "preset"}
+    stats = config.get("vae_stats")
+    if stats is not None:
+        overrides.update(latent_mean=tuple(stats["mean"]), latent_std=tuple(stats["std"]))
+    try:
+        return dataclasses.replace(get_vae_config(config.model.preset), **overrides)
+    except TypeError as e:
+        raise ValueError(f"config.model: {e}; fields are those of VAEConfig (models/vae_config.py)") from e
