@@ -42,15 +42,14 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from worldscape_jax.streaming import revisit
-    from worldscape_jax.training.export import load_exported
-    from worldscape_jax.training.stages import teacher
+    from worldscape_jax.inference.loading import load_exported, load_vae
 
     families = _FAMILIES.value or list(revisit.REVISIT_FAMILIES)
     unknown = set(families) - set(revisit.REVISIT_FAMILIES)
     if unknown:
         raise app.UsageError(f"--families: unknown {sorted(unknown)}; expected some of {revisit.REVISIT_FAMILIES}")
-    params, config = load_exported(teacher.resolve_asset(_TEACHER.value))
-    vae = teacher.load_vae(config.vae.checkpoint, config.vae.preset)
+    params, config = load_exported(_TEACHER.value)
+    vae = load_vae(config.vae.checkpoint, config.vae.preset)
     named = policies(_CHUNKS.value)
     step = revisit.PIXELS_PER_CHUNK
     results = {f: {p: [] for p in named} for f in families}

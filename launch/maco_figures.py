@@ -135,8 +135,7 @@ def main(argv):
         raise SystemExit("launch/maco_figures.py draws with matplotlib: pip install -e '.[figures]'") from error
     from worldscape_jax.data.synthworld import clips
     from worldscape_jax.streaming import maco, revisit
-    from worldscape_jax.training.export import load_exported
-    from worldscape_jax.training.stages import teacher
+    from worldscape_jax.inference.loading import load_exported, load_vae
 
     panels = [int(p) for p in _PANELS.value]
     if _CHUNKS.value < 8 or any(not 0 <= p < _CHUNKS.value for p in panels):
@@ -144,8 +143,8 @@ def main(argv):
     config = maco.MacoConfig()
     if _TAU.value is not None:
         config = dataclasses.replace(config, tau_mdl=_TAU.value)
-    params, teacher_config = load_exported(teacher.resolve_asset(_TEACHER.value))
-    vae = teacher.load_vae(teacher_config.vae.checkpoint, teacher_config.vae.preset)
+    params, teacher_config = load_exported(_TEACHER.value)
+    vae = load_vae(teacher_config.vae.checkpoint, teacher_config.vae.preset)
     d = teacher_config.data
     seed = revisit.heldout_seed(_SCENE.value)
     clip = revisit.render_clip(seed, revisit.revisit_path("reversed_orbit", _CHUNKS.value, seed, _DEGREES.value),
