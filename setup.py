@@ -10,5 +10,6 @@ setup(
     packages=find_packages(include=["worldscape_jax", "worldscape_jax.*"]) + ["worldscape_jax.configs"],
     package_dir={"worldscape_jax.configs": "configs"},
     # Trained tiny models shipped with the code (launch/export.py): params.msgpack, config.json, metrics.jsonl.
-    package_data={"worldscape_jax": ["assets/*/*"]},
+    # The play page (HTML/JS/CSS) served by launch/play.py.
+    package_data={"worldscape_jax": ["assets/*/*", "play/static/*"]},
 )

@@ -15,15 +15,16 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
+from absl import flags
 
+from worldscape_jax import cli
 from worldscape_jax.benchmarking import median_seconds
 from worldscape_jax.training.flops import function_flops
 
 from worldscape_jax.configs import dit as dit_configs
 from worldscape_jax.models.camera_encoder import pack_frames
 from worldscape_jax.models.dit import DiTConfig, build_dit
-from worldscape_jax.streaming.kv_cache import init_kv_cache
+from worldscape_jax.models.kv_cache import init_kv_cache
 
 _SCALE = flags.DEFINE_string("scale", "tiny", "DiT preset of configs/dit.py, with variants: tiny | wan1_3b[,camera]")
 _HEIGHT = flags.DEFINE_integer("height", None, "pixel height (default: 64 tiny, 480 wan1_3b)")
@@ -100,4 +101,4 @@ def main(_):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -7,7 +7,8 @@ import pytest
 
 from worldscape_jax.configs import dit, flow_dit, teacher, vae
 from worldscape_jax.configs.arguments import ConfigArgumentError
-from worldscape_jax.training.export import config_differences, resolve_asset
+from worldscape_jax.inference.loading import resolve_asset
+from worldscape_jax.training.run_config import config_differences
 
 
 def test_the_tiny_teacher_config_is_the_committed_teachers_field_for_field():

@@ -19,6 +19,7 @@ import pytest  # noqa: E402
 from worldscape_jax.kernels import block_mask  # noqa: E402
 from worldscape_jax.kernels.flash import (  # noqa: E402
     flash_attention,
+    flash_cached_attention,
     flash_attention_with_visits,
     flash_cached_attention_with_visits,
 )
@@ -71,7 +72,9 @@ def _dense(mask, valid, b, nq, nk):
     return dense & np.asarray(valid)[:, None, :] if valid is not None else dense
 
 
-@pytest.mark.parametrize("mask", list(MASKS.values()) + [MaskSpec.block_causal(7, window=3, sink=2)], ids=str)
+@pytest.mark.parametrize("mask", list(MASKS.values()) + [MaskSpec.block_causal(7, window=3, sink=2),
+                                  MaskSpec().with_cache(40), MaskSpec.block_causal(7, window=3, sink=2).with_cache(40)],
+                         ids=str)
 @pytest.mark.parametrize("nq,nk", [(200, 200), (131, 260)])
 def test_key_intervals_equal_dense_mask(mask, nq, nk):
     sink_end, lo, hi = block_mask.key_intervals(mask, nq, nk)
@@ -181,9 +184,10 @@ def test_cached_attention_reads_cache_in_place_and_skips_invalid_blocks():
     valid[:, 128:256] = False  # a whole cache block is empty: the kernel must not load it
     valid[1, :] = False  # batch 1 has an empty cache
     valid = jnp.asarray(valid)
-    out, _, visited = flash_cached_attention_with_visits(q, k, v, cache_k, cache_v, valid, d**-0.5,
+    out, _, visited = flash_cached_attention_with_visits(q, k, v, cache_k, cache_v, valid, MaskSpec(), d**-0.5,
                                                          block_q=block, block_k=block)
-    np.testing.assert_allclose(out, xla_cached_attention(q, k, v, cache_k, cache_v, valid, d**-0.5), atol=2e-5)
+    reference = xla_cached_attention(q, k, v, cache_k, cache_v, valid, MaskSpec(), d**-0.5)
+    np.testing.assert_allclose(out, reference, atol=2e-5)
 
     cache_visits = _brute_force_visits(np.broadcast_to(np.asarray(valid)[:, None, :], (b, nq, nc)), nq, block)
     chunk_visits = np.ones((b, 1, 1), np.int32)  # the 70-token chunk is one key block of itself
@@ -191,6 +195,38 @@ def test_cached_attention_reads_cache_in_place_and_skips_invalid_blocks():
     for head in range(h):
         np.testing.assert_array_equal(np.asarray(visited[:, head]), expected)
     assert expected[:, :, 1].sum() == 0 and expected[1, :, :3].sum() == 0
+
+
+def test_cached_block_causal_window_matches_reference_and_skips_future_chunks():
+    """The rolling window: four 50-token chunks in one call over a holed cache, block-causal among themselves.
+
+    Tiles of 64: query block 0 (chunk 0, rows 0-49, and chunk 1, rows 50-63, which sees keys 0-99) must
+    not load current key blocks 2-3, which hold only later chunks; the cache is read wherever it has a
+    valid key.
+    """
+    b, nq, nc, h, d, block = 2, 200, 300, 1, 64, 64
+    mask = MaskSpec.block_causal(50)
+    q, k, v = _qkv(14, b, nq, nq, h, d)
+    _, cache_k, cache_v = _qkv(15, b, nc, nc, h, d)
+    valid = np.array(jax.random.uniform(jax.random.key(16), (b, nc)) > 0.3)
+    valid[0, 64:192] = False
+    valid = jnp.asarray(valid)
+    out, _, visited = flash_cached_attention_with_visits(q, k, v, cache_k, cache_v, valid, mask, d**-0.5,
+                                                         block_q=block, block_k=block)
+    np.testing.assert_allclose(out, xla_cached_attention(q, k, v, cache_k, cache_v, valid, mask, d**-0.5),
+                               atol=2e-5)
+    dense = _dense(mask.with_cache(nc), jnp.concatenate([valid, jnp.ones((b, nq), bool)], 1), b, nq, nc + nq)
+    expected = np.concatenate([_brute_force_visits(dense[:, :, :nc], block, block),
+                               _brute_force_visits(dense[:, :, nc:], block, block)], axis=-1)
+    np.testing.assert_array_equal(np.asarray(visited[:, 0]), expected)
+    current = expected[:, :, -4:]
+    assert current[:, 0].tolist() == [[1, 1, 0, 0]] * b and np.triu(current[0], 2).sum() == 0
+    assert expected[0, :, 1:3].sum() == 0  # the empty cache blocks of batch 0
+    grads = [jax.grad(lambda q, ck, impl=impl: jnp.sum(cached_attention(q, k, v, ck, cache_v, valid, mask,
+                                                                        impl=impl) ** 2), (0, 1))(q, cache_k)
+             for impl in ("pallas", "xla")]
+    for got, want in zip(*grads):
+        np.testing.assert_allclose(got, want, atol=5e-5, rtol=1e-4)
 
 
 def test_entry_point_dispatches_to_pallas_with_gradients():
@@ -233,8 +269,6 @@ def test_splash_tpu_path_matches_reference_in_interpret_mode():
 
 def test_mosaic_gpu_kernels_lower_for_cuda():
     """No GPU here: check that forward, custom-VJP backward and streaming kernels lower to Mosaic GPU."""
-    from worldscape_jax.kernels.flash import flash_cached_attention
-
     spec = lambda *shape, dtype=jnp.bfloat16: jax.ShapeDtypeStruct(shape, dtype)  # noqa: E731
     q, valid = spec(1, 300, 2, 128), spec(1, 300, dtype=jnp.bool_)
     mask = MaskSpec.block_causal(100, window=2, sink=1)
@@ -247,7 +281,7 @@ def test_mosaic_gpu_kernels_lower_for_cuda():
     cache, cache_valid = spec(1, 520, 2, 128), spec(1, 520, dtype=jnp.bool_)
 
     def streaming(q, ck, cv, cvalid):
-        return flash_cached_attention(q, q, q, ck, cv, cvalid, 0.1, backend="gpu")
+        return flash_cached_attention(q, q, q, ck, cv, cvalid, MaskSpec.block_causal(100), 0.1, backend="gpu")
 
     text = jax.jit(streaming).trace(q, cache, cache, cache_valid).lower(lowering_platforms=("cuda",)).as_text()
     assert "mosaic_gpu" in text

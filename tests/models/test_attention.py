@@ -74,6 +74,25 @@ def test_cached_attention_is_attention_over_valid_cache_and_current_tokens():
     np.testing.assert_allclose(np.asarray(ours), naive_attention(q, keys, values, allowed), atol=1e-5)
 
 
+@pytest.mark.parametrize("window,sink", [(None, 0), (2, 1)])
+def test_cached_block_causal_attention_matches_naive_softmax(window, sink):
+    """Three 2-token chunks in one call over a cache with holes: every valid cache key, then block-causal."""
+    q, k, v = random_qkv(7, nq=6, nk=6)
+    _, ck, cv = random_qkv(8, nq=5, nk=5)
+    valid = np.array([[True, False, True, True, False], [False, True, True, True, True]])
+    spec = MaskSpec.block_causal(2, window, sink)
+    ours = cached_attention(*map(jnp.asarray, (q, k, v, ck, cv, valid)), spec)
+    keys, values = np.concatenate([ck, k], 1), np.concatenate([cv, v], 1)
+    allowed = np.concatenate([np.repeat(valid[:, None, :], 6, 1),
+                              np.broadcast_to(naive_block_causal(6, 2, window, sink), (2, 6, 6))], -1)
+    np.testing.assert_allclose(np.asarray(ours), naive_attention(q, keys, values, allowed), atol=1e-5)
+    dense = np.asarray(spec.with_cache(5).dense(6, 11))
+    np.testing.assert_array_equal(dense[:, :5], True)
+    np.testing.assert_array_equal(dense[:, 5:], naive_block_causal(6, 2, window, sink))
+    with pytest.raises(ValueError, match="cache_tokens"):
+        cached_attention(*map(jnp.asarray, (q, k, v, ck, cv, valid)), spec.with_cache(5))
+
+
 def test_dot_product_path_matches_reference_masks():
     """The `cudnn` implementation's mask plumbing, run through jax.nn.dot_product_attention's XLA backend."""
     q, k, v = random_qkv(4)
@@ -96,7 +115,22 @@ def test_bad_inputs_are_named():
         MaskSpec.block_causal(2, window=0)
 
 
-def test_gradients_flow_through_masked_attention():
+def softmax_attention(q, k, v, allowed):
+    """Dense masked softmax attention in plain jnp: the gradients of this textbook form are the reference."""
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(q.shape[-1])
+    logits = jnp.where(allowed[:, None], logits, -1e9)
+    weights = jnp.exp(logits - logits.max(-1, keepdims=True))
+    return jnp.einsum("bhqk,bkhd->bqhd", weights / weights.sum(-1, keepdims=True), v)
+
+
+def test_gradients_through_masked_attention_match_a_naive_softmax():
     q, k, v = map(jnp.asarray, random_qkv(6))
-    loss = lambda q: jnp.sum(attention(q, k, v, MaskSpec.block_causal(5)) ** 2)
-    assert np.all(np.isfinite(np.asarray(jax.grad(loss)(q))))
+    spec = MaskSpec.block_causal(3, window=2, sink=1)
+    kv_valid = jnp.asarray(np.arange(10)[None] < np.array([[10], [8]]))
+    allowed = spec.dense(10, 10)[None] & kv_valid[:, None, :]
+    cotangent = jnp.asarray(np.random.default_rng(7).standard_normal(q.shape), jnp.float32)
+    ours = jax.grad(lambda *a: jnp.sum(attention(*a, spec, kv_valid=kv_valid) * cotangent), argnums=(0, 1, 2))
+    naive = jax.grad(lambda *a: jnp.sum(softmax_attention(*a, allowed) * cotangent), argnums=(0, 1, 2))
+    for name, got, expected in zip("qkv", ours(q, k, v), naive(q, k, v)):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(expected), atol=1e-5, err_msg=f"d loss / d {name}")
+    assert np.all(np.asarray(ours(q, k, v)[1])[1, 8:] == 0)  # invalid keys get no gradient

@@ -10,7 +10,7 @@ import pytest
 from worldscape_jax.configs import dit as dit_configs
 from worldscape_jax.models.camera_encoder import pack_frames
 from worldscape_jax.models.dit import Causal, DiTConfig, build_dit
-from worldscape_jax.streaming.kv_cache import init_kv_cache, insert_rolling
+from worldscape_jax.models.kv_cache import init_kv_cache, write_slots
 
 CHUNK = 2  # latent frames per chunk
 LATENT_HW = (8, 8)  # 4 x 4 = 16 tokens per frame
@@ -81,6 +81,14 @@ def test_chunk_outside_window_and_sink_does_not_matter():
         assert np.abs(np.asarray(base[:, 4 * CHUNK:] - moved[:, 4 * CHUNK:])).max() > 1e-3
 
 
+def ring_insert(cache, k, v, start, sink_frames):
+    """A sink + ring cache written out slot by slot: frame f < sink keeps slot f, later frames cycle."""
+    frames = list(range(start, start + k.shape[2]))
+    ring = cache.slots - sink_frames
+    slots = [f if f < sink_frames else sink_frames + (f - sink_frames) % ring for f in frames]
+    return write_slots(cache, jnp.asarray(slots), k, v, jnp.asarray([frames]))
+
+
 def stream(model, params, x, t, text, camera, slots, sink_frames):
     cfg = model.cfg
     cache = init_kv_cache(cfg.num_layers, 1, slots, TOKENS, cfg.num_heads, cfg.head_dim)
@@ -90,7 +98,7 @@ def stream(model, params, x, t, text, camera, slots, sink_frames):
     for start in range(0, x.shape[1], CHUNK):
         sl = slice(start, start + CHUNK)
         out, (k, v) = step(params, cache, x[:, sl], t[:, sl], camera[:, sl], start)
-        cache = insert_rolling(cache, k, v, start, sink_frames)
+        cache = ring_insert(cache, k, v, start, sink_frames)
         outs.append(out)
     return jnp.concatenate(outs, axis=1)
 
@@ -112,6 +120,38 @@ def test_cached_window_stream_longer_than_capacity_equals_windowed_forward():
     np.testing.assert_allclose(np.asarray(streamed), np.asarray(full), atol=2e-5, rtol=1e-5)
     unwindowed = forward(model, params, x, t, text, camera, causal=Causal())
     assert np.abs(np.asarray(unwindowed[:, -CHUNK:] - streamed[:, -CHUNK:])).max() > 1e-4
+
+
+def test_rolling_window_call_equals_its_chunks_run_one_by_one():
+    """Self-Forcing's rolling window: three chunks at staggered noise levels denoised in one call over a
+    cache (block-causal among themselves) give what the same chunks give run one at a time, each
+    seeing the cache plus the earlier chunks' keys at their own noise levels."""
+    model, params = model_and_params()
+    cfg = model.cfg
+    x, t, text, camera = inputs(cfg, 5 * CHUNK, seed=5)
+    t = jnp.repeat(jnp.asarray([[0.0, 0.0, 900.0, 600.0, 300.0]]), CHUNK, axis=1)  # 2 clean chunks, then the window
+    empty = init_kv_cache(cfg.num_layers, 1, 5 * CHUNK, TOKENS, cfg.num_heads, cfg.head_dim)
+    call = jax.jit(lambda p, cache, x, t, c, start, causal: model.apply(p, x, t, text, camera=c, cache=cache,
+                                                                        start_frame=start, causal=causal),
+                   static_argnames="causal")
+    context = empty
+    for start in (0, CHUNK):  # the clean context, inserted chunk by chunk
+        sl = slice(start, start + CHUNK)
+        _, (k, v) = call(params, context, x[:, sl], t[:, sl], camera[:, sl], start, None)
+        context = ring_insert(context, k, v, start, 0)
+    window = slice(2 * CHUNK, 5 * CHUNK)
+    rolled, (k_rolled, _) = call(params, context, x[:, window], t[:, window], camera[:, window], 2 * CHUNK, Causal())
+    cache, outs, keys = context, [], []
+    for start in range(2 * CHUNK, 5 * CHUNK, CHUNK):
+        sl = slice(start, start + CHUNK)
+        out, (k, v) = call(params, cache, x[:, sl], t[:, sl], camera[:, sl], start, None)
+        cache = ring_insert(cache, k, v, start, 0)
+        outs.append(out)
+        keys.append(k)
+    np.testing.assert_allclose(np.asarray(rolled), np.asarray(jnp.concatenate(outs, axis=1)), atol=2e-5, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(k_rolled), np.asarray(jnp.concatenate(keys, axis=2)), atol=2e-5, rtol=1e-5)
+    everything_sees_everything, _ = call(params, context, x[:, window], t[:, window], camera[:, window], 2 * CHUNK, None)
+    assert np.abs(np.asarray(everything_sees_everything[:, :CHUNK] - rolled[:, :CHUNK])).max() > 1e-3
 
 
 def test_remat_policies_do_not_change_the_output_or_gradient():

@@ -1,12 +1,11 @@
-"""Pallas attention kernels; importing this package registers them as attention implementation `pallas`.
+"""Attention below the model: the mask description, the XLA reference and the Pallas kernels.
 
-`attention(..., impl="pallas")` runs the Mosaic GPU kernel on CUDA GPUs, splash attention on TPU,
-and the portable Pallas kernel in interpret mode on CPU (slow; meant for tests).
+`models/attention.py` registers `flash_attention` as implementation `pallas`: the Mosaic GPU kernel
+on CUDA GPUs, splash attention on TPU, and the portable Pallas kernel in interpret mode on CPU (slow;
+meant for tests). Nothing here imports the model.
 """
 
 from worldscape_jax.kernels.flash import flash_attention, flash_cached_attention
-from worldscape_jax.models.attention import register_attention
+from worldscape_jax.kernels.mask_spec import MaskSpec
 
-register_attention("pallas", flash_attention, flash_cached_attention)
-
-__all__ = ["flash_attention", "flash_cached_attention"]
+__all__ = ["MaskSpec", "flash_attention", "flash_cached_attention"]

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Int
 
-from worldscape_jax.models.attention import MaskSpec
+from worldscape_jax.kernels.mask_spec import MaskSpec
 
 EMPTY, PARTIAL, FULL = 0, 1, 2
 
@@ -34,21 +34,24 @@ EMPTY, PARTIAL, FULL = 0, 1, 2
 def key_intervals(mask: MaskSpec, num_q: int, num_k: int) -> np.ndarray:
     """int32 [3, num_q]: per query row (sink_end, lo, hi); the row sees keys k < sink_end or lo <= k < hi.
 
-    Equivalent to `mask.allowed` restricted to keys < num_k (checked by the tests).
+    Equivalent to `mask.allowed` restricted to keys < num_k (checked by the tests). A cache prefix of
+    P keys shifts the current tokens' intervals by P and joins the sink: [0, P + sink_end).
     """
     q = np.arange(num_q, dtype=np.int64)
+    prefix = mask.cache_tokens
+    num_current = num_k - prefix
+    if num_current < 0:
+        raise ValueError(f"block_mask.key_intervals: {num_k} keys cannot hold a cache of {prefix} tokens")
     if mask.kind == "full":
-        zeros = np.zeros(num_q, np.int64)
-        return np.stack([zeros, zeros, np.full(num_q, num_k)]).astype(np.int32)
-    c = mask.chunk_size
-    q_chunk = q // c
-    hi = np.minimum((q_chunk + 1) * c, num_k)
-    if mask.window is None:
-        lo = np.zeros(num_q, np.int64)
+        sink_end = lo = np.zeros(num_q, np.int64)
+        hi = np.full(num_q, num_current)
     else:
-        lo = np.minimum(np.maximum(q_chunk - mask.window + 1, 0) * c, hi)
-    sink_end = np.minimum(mask.sink * c, lo)
-    return np.stack([sink_end, lo, hi]).astype(np.int32)
+        c = mask.chunk_size
+        q_chunk = q // c
+        hi = np.minimum((q_chunk + 1) * c, num_current)
+        lo = np.zeros(num_q, np.int64) if mask.window is None else np.minimum(np.maximum(q_chunk - mask.window + 1, 0) * c, hi)
+        sink_end = np.minimum(mask.sink * c, lo)
+    return np.stack([sink_end + prefix, lo + prefix, hi + prefix]).astype(np.int32)
 
 
 def visible_keys_per_row(mask: MaskSpec, kv_valid, batch: int, num_q: int, num_k: int) -> jax.Array:

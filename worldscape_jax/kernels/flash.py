@@ -5,8 +5,9 @@ platform: Mosaic GPU on CUDA (`flash_gpu`), splash attention on TPU (`flash_tpu`
 Pallas kernel in interpret mode elsewhere (CPU tests). Gradients go through `jax.custom_vjp`, so
 training uses the kernels' own backward passes instead of differentiating through a loop.
 
-`flash_cached_attention` is the streaming case: one chunk's queries over the cache (read where it
-lies, skipping key blocks with no valid entry) and then over the chunk itself, as two key sources of
+`flash_cached_attention` is the streaming case: the current call's queries over the cache (read where
+it lies, skipping key blocks with no valid entry) and then over the call's own tokens under the
+mask's current part (block-causal blocks skipped as in ordinary attention), as two key sources of
 one online softmax. Its gradient (rarely needed: streaming runs without gradients) is the reference
 VJP of the XLA implementation.
 """
@@ -19,7 +20,8 @@ import jax
 
 from worldscape_jax.kernels import block_mask, flash_portable
 from worldscape_jax.kernels.flash_portable import KeySource, SourceArrays
-from worldscape_jax.models.attention import MaskSpec, xla_cached_attention
+from worldscape_jax.kernels.mask_spec import MaskSpec
+from worldscape_jax.kernels.reference import xla_cached_attention
 
 DEFAULT_BLOCK_Q = 128
 DEFAULT_BLOCK_K = 128
@@ -107,48 +109,52 @@ def flash_attention(q, k, v, mask: MaskSpec, kv_valid, scale: float, *, backend:
     return _flash(q, k, v, kv_valid, mask, float(scale), backend, block_q, block_k)
 
 
-def _cached_sources(q, k, v, cache_k, cache_v, cache_valid, block_q: int, block_k: int):
-    """Two sources: the cache (validity-gated, read in place) and the current chunk (all visible)."""
+def cached_source_masks(mask: MaskSpec) -> tuple[MaskSpec, MaskSpec]:
+    """The masks of the two key sources of a cached call: the cache (all visible) and the current tokens."""
+    return MaskSpec(), mask.current()
+
+
+def _cached_sources(q, k, v, cache_k, cache_v, cache_valid, mask: MaskSpec, block_q: int, block_k: int):
+    """Two sources: the cache (validity-gated, read in place) and the current tokens (under the mask's current part)."""
     b, nq = q.shape[:2]
-    full = MaskSpec()
     sources, arrays = [], []
-    for keys, values, valid in ((cache_k, cache_v, cache_valid), (k, v, None)):
+    for (keys, values, valid), part in zip(((cache_k, cache_v, cache_valid), (k, v, None)), cached_source_masks(mask)):
         blocking = block_mask.make_blocking(nq, keys.shape[1], block_q, block_k)
-        lists, _ = block_mask.forward_and_transposed_lists(full, blocking, valid, b)
-        intervals = flash_portable.padded_intervals(block_mask.key_intervals(full, nq, keys.shape[1]), blocking)
+        lists, _ = block_mask.forward_and_transposed_lists(part, blocking, valid, b)
+        intervals = flash_portable.padded_intervals(block_mask.key_intervals(part, nq, keys.shape[1]), blocking)
         sources.append(KeySource(blocking, valid is not None))
         arrays.append(SourceArrays(keys, values, valid, intervals, lists))
     return tuple(sources), tuple(arrays)
 
 
-def flash_cached_attention_with_visits(q, k, v, cache_k, cache_v, cache_valid, scale: float, *,
+def flash_cached_attention_with_visits(q, k, v, cache_k, cache_v, cache_valid, mask: MaskSpec, scale: float, *,
                                        block_q=DEFAULT_BLOCK_Q, block_k=DEFAULT_BLOCK_K, interpret=True):
-    """Streaming forward: (out, lse, visited) with visited's key-block columns = [cache blocks, chunk blocks]."""
+    """Streaming forward: (out, lse, visited) with visited's key-block columns = [cache blocks, current blocks]."""
     _check_inputs(q, k, v, None)
     _check_inputs(q, cache_k, cache_v, cache_valid)
-    sources, arrays = _cached_sources(q, k, v, cache_k, cache_v, cache_valid, block_q, block_k)
+    sources, arrays = _cached_sources(q, k, v, cache_k, cache_v, cache_valid, mask, block_q, block_k)
     return flash_portable.forward(q, sources, arrays, scale, sources[0].blocking.block_q, interpret)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8, 9))
-def _cached(q, k, v, cache_k, cache_v, cache_valid, scale, backend, block_q, block_k):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7, 8, 9, 10))
+def _cached(q, k, v, cache_k, cache_v, cache_valid, mask, scale, backend, block_q, block_k):
     if backend == "gpu":
         from worldscape_jax.kernels import flash_gpu
 
-        return flash_gpu.cached_forward(q, k, v, cache_k, cache_v, cache_valid, scale)
-    out, _, _ = flash_cached_attention_with_visits(q, k, v, cache_k, cache_v, cache_valid, scale,
+        return flash_gpu.cached_forward(q, k, v, cache_k, cache_v, cache_valid, mask, scale)
+    out, _, _ = flash_cached_attention_with_visits(q, k, v, cache_k, cache_v, cache_valid, mask, scale,
                                                    block_q=block_q, block_k=block_k)
     return out
 
 
-def _cached_fwd(q, k, v, cache_k, cache_v, cache_valid, scale, backend, block_q, block_k):
-    out = _cached(q, k, v, cache_k, cache_v, cache_valid, scale, backend, block_q, block_k)
+def _cached_fwd(q, k, v, cache_k, cache_v, cache_valid, mask, scale, backend, block_q, block_k):
+    out = _cached(q, k, v, cache_k, cache_v, cache_valid, mask, scale, backend, block_q, block_k)
     return out, (q, k, v, cache_k, cache_v, cache_valid)
 
 
-def _cached_bwd(scale, backend, block_q, block_k, residuals, d_out):
+def _cached_bwd(mask, scale, backend, block_q, block_k, residuals, d_out):
     q, k, v, cache_k, cache_v, cache_valid = residuals
-    reference = lambda *x: xla_cached_attention(*x, cache_valid, scale)  # noqa: E731
+    reference = lambda *x: xla_cached_attention(*x, cache_valid, mask, scale)  # noqa: E731
     _, vjp = jax.vjp(reference, q, k, v, cache_k, cache_v)
     return (*vjp(d_out), None)
 
@@ -156,14 +162,16 @@ def _cached_bwd(scale, backend, block_q, block_k, residuals, d_out):
 _cached.defvjp(_cached_fwd, _cached_bwd)
 
 
-def flash_cached_attention(q, k, v, cache_k, cache_v, cache_valid, scale: float, *, backend: str = "auto",
-                           block_q: int = DEFAULT_BLOCK_Q, block_k: int = DEFAULT_BLOCK_K):
-    """The `cached_attention()` contract on the kernels; TPU uses splash over the concatenation."""
+def flash_cached_attention(q, k, v, cache_k, cache_v, cache_valid, mask: MaskSpec, scale: float, *,
+                           backend: str = "auto", block_q: int = DEFAULT_BLOCK_Q, block_k: int = DEFAULT_BLOCK_K):
+    """The `cached_attention()` contract on the kernels (`mask` with or without its cache prefix set);
+    TPU uses splash over the concatenation."""
     _check_inputs(q, k, v, None)
     _check_inputs(q, cache_k, cache_v, cache_valid)
+    mask = mask.with_cache(cache_k.shape[1])
     backend = resolve_backend(backend)
     if backend == "tpu":
         from worldscape_jax.kernels import flash_tpu
 
-        return flash_tpu.splash_cached_attention(q, k, v, cache_k, cache_v, cache_valid, scale)
-    return _cached(q, k, v, cache_k, cache_v, cache_valid, float(scale), backend, block_q, block_k)
+        return flash_tpu.splash_cached_attention(q, k, v, cache_k, cache_v, cache_valid, mask, scale)
+    return _cached(q, k, v, cache_k, cache_v, cache_valid, mask, float(scale), backend, block_q, block_k)

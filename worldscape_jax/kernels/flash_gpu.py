@@ -30,7 +30,7 @@ from jax import lax
 
 from worldscape_jax.kernels import block_mask
 from worldscape_jax.kernels.block_mask import Blocking, VisitLists
-from worldscape_jax.models.attention import MaskSpec
+from worldscape_jax.kernels.mask_spec import MaskSpec
 
 LOG2E = math.log2(math.e)
 _M_INIT = -1e30  # finite running max: masked scores are -inf, exp2(-inf - m) = 0, and alpha never sees inf - inf
@@ -254,15 +254,17 @@ def forward(q, k, v, kv_valid, mask: MaskSpec, scale: float, blocks: GpuBlocks =
     return _run_forward(q, [src], [inputs], scale, blocks.block_q)
 
 
-def cached_forward(q, k, v, cache_k, cache_v, cache_valid, scale: float, blocks: GpuBlocks = GpuBlocks()):
-    """Streaming forward: the cache where it lies (validity-gated lists), then the current chunk."""
+def cached_forward(q, k, v, cache_k, cache_v, cache_valid, mask: MaskSpec, scale: float,
+                   blocks: GpuBlocks = GpuBlocks()):
+    """Streaming forward: the cache where it lies (validity-gated lists), then the current tokens under
+    the mask's current part (`flash.cached_source_masks`)."""
     _check(q, k)
-    full = MaskSpec()
     sources, inputs = [], []
-    for keys, values, valid in ((cache_k, cache_v, cache_valid), (k, v, None)):
+    parts = (MaskSpec(), mask.current())
+    for (keys, values, valid), part in zip(((cache_k, cache_v, cache_valid), (k, v, None)), parts):
         blocking = Blocking(q.shape[1], keys.shape[1], blocks.block_q, blocks.block_k)
-        lists, _ = block_mask.forward_and_transposed_lists(full, blocking, valid, q.shape[0])
+        lists, _ = block_mask.forward_and_transposed_lists(part, blocking, valid, q.shape[0])
         sources.append(_Source(blocking, valid is not None))
-        inputs.append(_source_inputs(keys, values, valid, _padded_intervals(full, blocking), lists))
+        inputs.append(_source_inputs(keys, values, valid, _padded_intervals(part, blocking), lists))
     return _run_forward(q, sources, inputs, scale, blocks.block_q)[0]
 

@@ -29,7 +29,7 @@ from worldscape_jax.kernels.flash_gpu import (
     _padded_intervals,
     _smem_tile,
 )
-from worldscape_jax.models.attention import MaskSpec
+from worldscape_jax.kernels.mask_spec import MaskSpec
 
 
 def _interval_ok(k_index, sink_end, lo, hi):

@@ -20,7 +20,8 @@ from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_ke
 from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_mask as splash_mask
 
 from worldscape_jax.kernels.block_mask import visible_keys_per_row
-from worldscape_jax.models.attention import MaskSpec
+from worldscape_jax.kernels.mask_spec import MaskSpec
+from worldscape_jax.kernels.reference import concat_cache
 
 BLOCK = 128
 
@@ -31,16 +32,7 @@ class SpecMask(splash_mask._ComputableMask):
     def __init__(self, spec: MaskSpec, shape: tuple[int, int]):
         self.spec = spec
 
-        def allowed(q_ids, k_ids):
-            if spec.kind == "full":
-                return (q_ids >= 0) & (k_ids >= 0)
-            qc, kc = q_ids // spec.chunk_size, k_ids // spec.chunk_size
-            ok = kc <= qc
-            if spec.window is not None:
-                ok = ok & ((kc > qc - spec.window) | (kc < spec.sink))
-            return ok
-
-        super().__init__(shape=shape, mask_function=allowed)
+        super().__init__(shape=shape, mask_function=spec.allowed)
 
     def __eq__(self, other):
         return isinstance(other, SpecMask) and (self.spec, self.shape) == (other.spec, other.shape)
@@ -83,12 +75,11 @@ def splash_attention(q, k, v, mask: MaskSpec, kv_valid, scale: float, *, interpr
     return jnp.where(seen[:, :, None, None], out, 0).astype(q.dtype)
 
 
-def splash_cached_attention(q, k, v, cache_k, cache_v, cache_valid, scale: float, *, interpret: bool = False):
-    """Streaming on TPU: splash over the concatenation [cache ⊕ chunk] with the validity as segment ids."""
-    keys = jnp.concatenate([cache_k, k], axis=1)
-    values = jnp.concatenate([cache_v, v], axis=1)
-    valid = jnp.concatenate([cache_valid, jnp.ones(k.shape[:2], bool)], axis=1)
-    return splash_attention(q, keys, values, MaskSpec(), valid, scale, interpret=interpret)
+def splash_cached_attention(q, k, v, cache_k, cache_v, cache_valid, mask: MaskSpec, scale: float, *,
+                            interpret: bool = False):
+    """Streaming on TPU: splash over the concatenation [cache ⊕ current] with the validity as segment ids."""
+    keys, values, valid = concat_cache(k, v, cache_k, cache_v, cache_valid)
+    return splash_attention(q, keys, values, mask.with_cache(cache_k.shape[1]), valid, scale, interpret=interpret)
 
 
 def dense_reference_mask(spec: MaskSpec, num_q: int, num_k: int) -> np.ndarray:

@@ -28,8 +28,17 @@ def pack_frames(pixel_frames: Float[Array, "b f h w c"], stride_t: int) -> Float
     if (f - 1) % stride_t:
         raise ValueError(f"camera frames: expected 1 + {stride_t}*k pixel frames, got {f}")
     first = jnp.repeat(pixel_frames[:, :1], stride_t, axis=1)
-    frames = jnp.concatenate([first, pixel_frames[:, 1:]], axis=1)
-    return rearrange(frames, "b (fl k) h w c -> b fl h w (c k)", k=stride_t)
+    return pack_groups(jnp.concatenate([first, pixel_frames[:, 1:]], axis=1), stride_t)
+
+
+def pack_groups(pixel_frames: Float[Array, "b f h w c"], stride_t: int) -> Float[Array, "b fl h w cp"]:
+    """[B, stride_t*k, H, W, C] -> [B, k, H, W, C*stride_t]: consecutive groups into channels, (c, k) order.
+
+    A streamed chunk's frames (no clip start to repeat) in `pack_frames`' layout.
+    """
+    if pixel_frames.shape[1] % stride_t:
+        raise ValueError(f"camera frames: expected a multiple of {stride_t} pixel frames, got {pixel_frames.shape[1]}")
+    return rearrange(pixel_frames, "b (fl k) h w c -> b fl h w (c k)", k=stride_t)
 
 
 def pixel_unshuffle(x: Float[Array, "... h w c"], factor: int) -> Float[Array, "... hs ws cs"]:

@@ -6,7 +6,13 @@
   48-channel layout [noise 16 | control 16 | first frame 16].
 * Camera: Plücker rays of the poses relative to the clip's first frame, at pixel resolution (with
   `ray_turn`, three more channels per pixel: `geometry.plucker.ray_turn`), packed to the VAE's
-  temporal stride for the camera encoder.
+  temporal stride for the camera encoder (the teacher: `camera_input`).
+* Camera of a causal student (`chunk_camera_input`, `clip_camera_input`): each chunk's rays relative
+  to the camera of the newest frame the stream already has, the last pixel frame of the previous
+  chunk (for the first latent frame, itself). The input then stays in the range of a short training
+  clip at frame 10,000, and the keys already in a KV cache never need recomputing: each chunk's
+  camera input is a property of the chunk and its predecessor only. Training clips and streams call
+  the same code, so the student sees in a stream exactly what it was trained on.
 * Turn warp (optional, `configs/dit.py` variant `turn_warp`; not in the paper): the first frame
   re-projected through each frame's camera rotation (`geometry.reprojection.turn_warp`), VAE-encoded
   like the control video and appended on channels: [control 16 | first frame 16 | turn warp 16]. It
@@ -16,13 +22,14 @@
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
-from worldscape_jax.geometry.cameras import relative_to_first
+from worldscape_jax.geometry.cameras import invert_pose, relative_to_first
 from worldscape_jax.geometry.plucker import plucker_rays, ray_turn
 from worldscape_jax.geometry.reprojection import turn_warp
 from worldscape_jax.models import vae as vae_lib
-from worldscape_jax.models.camera_encoder import pack_frames
+from worldscape_jax.models.camera_encoder import pack_frames, pack_groups
 from worldscape_jax.models.vae_config import VAEConfig
 
 
@@ -59,8 +66,53 @@ def camera_input(c2w: Float[Array, "b f 4 4"], intrinsics: Float[Array, "b f 4"]
 
     6 channels per pixel and frame, or 9 with `with_ray_turn` (then [o x d, d, d - d_cam]).
     """
-    relative = relative_to_first(c2w)
-    rays = plucker_rays(relative, intrinsics, height, width)
+    return pack_frames(_rays(relative_to_first(c2w), intrinsics, height, width, with_ray_turn), stride_t)
+
+
+def _rays(relative_c2w, intrinsics, height: int, width: int, with_ray_turn: bool):
+    rays = plucker_rays(relative_c2w, intrinsics, height, width)
     if with_ray_turn:
-        rays = jnp.concatenate([rays, ray_turn(relative, intrinsics, height, width)], axis=-1)
-    return pack_frames(rays, stride_t)
+        rays = jnp.concatenate([rays, ray_turn(relative_c2w, intrinsics, height, width)], axis=-1)
+    return rays
+
+
+def chunk_camera_input(c2w: Float[Array, "b p 4 4"], reference_c2w: Float[Array, "b 4 4"],
+                       intrinsics: Float[Array, "b p 4"], height: int, width: int, stride_t: int,
+                       with_ray_turn: bool = False) -> Float[Array, "b n h w c"]:
+    """Packed rays of a chunk's p = stride_t * n pixel frames relative to `reference_c2w`: the camera of
+    the newest frame the stream already has (the previous chunk's last pixel frame).
+
+    For the stream's first latent frame (the given image), pass its pose `stride_t` times and as the
+    reference: that is `camera_input`'s first latent frame (identity rays).
+    """
+    if c2w.ndim != 4 or c2w.shape[-2:] != (4, 4) or reference_c2w.shape != (c2w.shape[0], 4, 4):
+        raise ValueError(f"chunk_camera_input: c2w must be [B, P, 4, 4] and reference_c2w [B, 4, 4], got "
+                         f"{c2w.shape} and {reference_c2w.shape}")
+    relative = invert_pose(reference_c2w)[:, None] @ c2w
+    return pack_groups(_rays(relative, intrinsics, height, width, with_ray_turn), stride_t)
+
+
+def chunk_reference_frames(num_pixel_frames: int, stride_t: int, frames_per_chunk: int) -> np.ndarray:
+    """For every pixel frame of a 1 + stride_t*k clip, the pixel frame its chunk's rays are relative to.
+
+    Latent frame 0 (pixel frame 0) is its own reference; latent frames 1 + j*F .. (j+1)*F (chunk j of
+    F = frames_per_chunk frames) are relative to the last pixel frame of chunk j - 1, j*F*stride_t.
+    """
+    if (num_pixel_frames - 1) % stride_t or (num_pixel_frames - 1) // stride_t % frames_per_chunk:
+        raise ValueError(f"clip camera input: {num_pixel_frames} pixel frames is not 1 + {stride_t} x a whole "
+                         f"number of {frames_per_chunk}-latent-frame chunks")
+    pixel = np.arange(num_pixel_frames)
+    chunk = np.maximum(pixel - 1, 0) // (stride_t * frames_per_chunk)
+    return chunk * frames_per_chunk * stride_t
+
+
+def clip_camera_input(c2w: Float[Array, "b f 4 4"], intrinsics: Float[Array, "b f 4"], height: int, width: int,
+                      stride_t: int, frames_per_chunk: int, with_ray_turn: bool = False) -> Float[Array, "b t h w c"]:
+    """A training clip's camera input for the causal student: `chunk_camera_input` of every chunk at once.
+
+    The first latent frame is the clip's first frame (identity rays); the chunks after it follow, each
+    relative to the last pixel frame of the chunk before.
+    """
+    references = c2w[:, chunk_reference_frames(c2w.shape[1], stride_t, frames_per_chunk)]
+    relative = invert_pose(references) @ c2w
+    return pack_frames(_rays(relative, intrinsics, height, width, with_ray_turn), stride_t)

@@ -4,9 +4,11 @@ One set of parameters, three ways to run it:
   * bidirectional (the teacher): `model.apply(params, x, t, text)`;
   * block-causal over chunks of `frames_per_chunk` latent frames, optionally with a window of W
     chunks and a sink of S chunks (training the student): `..., causal=Causal(window=W, sink=S)`;
-  * cached (streaming): `model.apply(params, x_chunk, t_chunk, text, cache=kv, start_frame=f)`
-    attends to a fixed-capacity `KVCache` plus itself and returns the chunk's own un-rotated keys
-    and values, which the caller inserts (rolling window, MACO, ...).
+  * cached (streaming, and the student's rollouts): `model.apply(params, x, t, text, cache=kv,
+    start_frame=f, causal=Causal())` attends to a fixed-capacity `KVCache` plus the call's own
+    tokens, block-causally over its chunks when `causal` is given (several chunks at staggered noise
+    levels in one call: the rolling window), and returns the call's own un-rotated keys and values,
+    which the caller inserts (rolling window, MACO, ...).
 
 The math is Wan's exactly (research notes wan_distillation_streaming.md §5.2 and §9): patch embedding
 (1,2,2), sinusoidal time embedding [cos|sin] shared by six per-block modulation vectors, q/k RMSNorm
@@ -30,9 +32,9 @@ from jaxtyping import Array, Float
 
 from worldscape_jax.models.attention import MaskSpec, attention, cached_attention
 from worldscape_jax.models.camera_encoder import CameraEncoder
+from worldscape_jax.models.kv_cache import KVCache
 from worldscape_jax.models.layers import LayerNorm, Linear, RMSNorm, gelu_tanh, logical, modulate, sinusoidal_embedding
 from worldscape_jax.models.rope import apply_rope, grid_positions
-from worldscape_jax.streaming.kv_cache import KVCache
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,7 +154,7 @@ class SelfAttention(nn.Module):
         else:
             cache_k, cache_v, cache_positions, cache_valid = cache
             cache_k_rot = apply_rope(cache_k.astype(k.dtype), cache_positions, c.rope_theta)
-            out = cached_attention(q_rot, k_rot, v, cache_k_rot, cache_v.astype(v.dtype), cache_valid,
+            out = cached_attention(q_rot, k_rot, v, cache_k_rot, cache_v.astype(v.dtype), cache_valid, self.mask,
                                    impl=c.attention_impl)
         out = checkpoint_name(_merge(out), "self_attn_out")
         return dense("o", ("heads", "embed"))(out), (k, v)
@@ -280,11 +282,15 @@ class WanDiT(nn.Module):
     ):
         """Velocity for x at per-frame `timesteps` (Wan's t in [0, 1000]).
 
-        cond: latents concatenated after x on channels (Fun-Control: control video + first frame).
+        text: text-encoder tokens; fewer than config.text_len are zero-padded to it (as Wan2.1 does).
+        cond: latents concatenated after x on channels (I2V: 4 mask channels + the image latent;
+          Fun-Control: control video + first frame).
         camera: Plücker rays packed per latent frame (`camera_encoder.pack_frames`), pixel resolution.
         clip: CLIP image tokens (image branch only).
-        causal: block-causal attention (ignored with a cache: the chunk sees the cache and itself).
-        cache, start_frame: streaming; x is the chunk starting at absolute latent frame `start_frame`.
+        causal: block-causal attention over chunks of `frames_per_chunk` frames; with a cache it applies
+          among the call's own chunks (window and sink counted in those chunks), and every valid cache
+          entry is visible. Without `causal` all of the call's tokens see each other.
+        cache, start_frame: streaming; x is the chunk(s) starting at absolute latent frame `start_frame`.
         Returns v [B, F, H, W, out_dim], or with a cache (v, (k, v)) with k, v [L, B, F, T, H, Dh].
         """
         c = self.cfg
@@ -300,11 +306,9 @@ class WanDiT(nn.Module):
         frame_offset = 0 if cache is not None else start_frame
         positions = grid_positions(*grid, frame_offset=frame_offset)
         shared = (e0, text_tokens, image_tokens, positions, None, None)
-        if cache is None:
-            mask = self._mask(causal, grid)
-            layer_cache = None
-        else:
-            mask = MaskSpec()
+        mask = self._mask(causal, grid)
+        layer_cache = None
+        if cache is not None:
             shared = (*shared[:4], *self._cache_positions(cache, start_frame, grid))
             layer_cache = self._flat_cache(cache)
         blocks = _scanned_blocks(c, mask, return_kv=cache is not None, cached=cache is not None)
@@ -317,7 +321,8 @@ class WanDiT(nn.Module):
             x = jnp.concatenate([x, cond.astype(x.dtype)], axis=-1)
         if x.shape[-1] != self.cfg.in_dim:
             raise ValueError(f"DiT input: latents (+ cond) have {x.shape[-1]} channels, config.in_dim is "
-                             f"{self.cfg.in_dim} (16 = noise only, 48 = Fun-Control noise + control + first frame)")
+                             f"{self.cfg.in_dim} (16 = noise only, 36 = I2V noise + mask + image, "
+                             "48 = Fun-Control noise + control + first frame)")
         h, w = x.shape[2:4]
         if h % self.cfg.patch_size[1] or w % self.cfg.patch_size[2]:
             raise ValueError(f"DiT input: latent {h}x{w} is not divisible by the patch {self.cfg.patch_size[1:]}")
@@ -355,9 +360,15 @@ class WanDiT(nn.Module):
         return e, e0.reshape(*e0.shape[:2], 6, 1, c.dim)  # [B, F, 6, 1, D]: broadcasts over a frame's tokens
 
     def _embed_text(self, text):
+        """Text tokens [B, L <= text_len, text_dim], zero-padded to text_len as Wan2.1 does: the padding
+        is not masked in cross-attention, so the padded length changes the result (research notes §9.6)."""
         c = self.cfg
         if text.shape[-1] != c.text_dim:
             raise ValueError(f"DiT: text embeddings have width {text.shape[-1]}, config.text_dim is {c.text_dim}")
+        if text.shape[1] > c.text_len:
+            raise ValueError(f"DiT: text has {text.shape[1]} tokens, more than config.text_len={c.text_len} "
+                             "(Wan2.1 zero-pads shorter text to text_len and has no room for longer)")
+        text = jnp.pad(text, ((0, 0), (0, c.text_len - text.shape[1]), (0, 0)))
         h = Linear(c.dim, ("text_embed", "embed"), dtype=c.dtype, name="text_embedding_0")(text.astype(c.dtype))
         return Linear(c.dim, ("embed", "mlp"), dtype=c.dtype, name="text_embedding_2")(gelu_tanh(h))
 

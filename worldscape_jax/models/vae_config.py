@@ -120,3 +120,10 @@ def get_vae_config(name: str) -> VAEConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown VAE preset {name!r}; available: {sorted(PRESETS)}")
     return PRESETS[name]()
+
+
+def vae_config(config) -> VAEConfig:
+    """The VAEConfig of a VAE stage config (configs/vae.py) or of its export: the preset named by
+    `config.model.preset`, with any other `config.model` field overriding it (e.g. `--config.model.dim=16`)
+    and the export's measured `vae_stats` as latent statistics, so loading rebuilds the trained shape."""
+    return VAEConfig.from_config(config.model, config.vae_stats)

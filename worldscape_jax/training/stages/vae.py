@@ -27,18 +27,11 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from worldscape_jax.data.synthworld import generate_clip, split_of
+from worldscape_jax.data.synthworld import generate_clip, split_seeds
 from worldscape_jax.models.vae import WanVAE, check_video
-from worldscape_jax.models.vae_config import VAEConfig, get_vae_config
+from worldscape_jax.models.vae_config import VAEConfig, vae_config
 from worldscape_jax.models.vae_layers import space_time_to_depth
 from worldscape_jax.training.data_iter import indexed_batches, shuffled_index
-
-
-def vae_config(config) -> VAEConfig:
-    """The preset named by `config.model.preset`, with any other `config.model` field overriding it
-    (e.g. `--config.model.dim=16`) and the export's `vae_stats`; exported VAEs carry this config, so
-    loading rebuilds the same shape."""
-    return VAEConfig.from_config(config.model, config.vae_stats)
 
 
 def to_signed(video_uint8):
@@ -147,16 +140,6 @@ def loss_fn(params, batch, rng, config):
     loss = l1 + mse + kl_weight * kl
     psnr = 10.0 * jnp.log10(4.0 / jnp.maximum(mse, 1e-10))  # peak-to-peak 2 in [-1, 1]
     return loss, {"l1": l1, "mse": mse, "kl": kl, "psnr": psnr}
-
-
-def split_seeds(split: str, count: int, start: int = 0) -> list[int]:
-    """The first `count` SynthWorld scene seeds >= start that belong to `split`."""
-    seeds, seed = [], start
-    while len(seeds) < count:
-        if split_of(seed) == split:
-            seeds.append(seed)
-        seed += 1
-    return seeds
 
 
 @functools.lru_cache(maxsize=2)

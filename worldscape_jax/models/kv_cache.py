@@ -3,7 +3,8 @@
 The cache holds `slots` latent frames. Each slot stores the un-rotated keys and the values of one
 frame's tokens for every layer, the frame's absolute index, and whether the slot is in use. Rotary
 positions are applied at attention time relative to the current chunk, so a slot can hold any
-frame of an endless stream and a memory policy (the rolling window below, or MACO) decides which.
+frame of an endless stream. The type lives with the model that reads it; which frames it holds is
+decided above, by a cache policy (`streaming/rolling.py`, MACO).
 """
 
 from __future__ import annotations
@@ -45,27 +46,3 @@ def write_slots(cache: KVCache, slot_ids: Int[Array, "f"], k: Array, v: Array, f
         frame_index=cache.frame_index.at[:, slot_ids].set(frame_index.astype(jnp.int32)),
         valid=cache.valid.at[:, slot_ids].set(True),
     )
-
-
-def rolling_slot_ids(first_frame: Int[Array, ""] | int, num_frames: int, slots: int, sink_frames: int) -> Int[Array, "f"]:
-    """Slots for frames first_frame .. first_frame + num_frames - 1 under a sink + ring policy.
-
-    Frames < sink_frames keep their own slot forever; later frames cycle through the remaining
-    slots, so the cache always holds the sink plus the most recent `slots - sink_frames` frames.
-    """
-    if not 0 <= sink_frames < slots:
-        raise ValueError(f"rolling cache: sink_frames={sink_frames} must be in [0, slots={slots})")
-    frames = jnp.asarray(first_frame, jnp.int32) + jnp.arange(num_frames, dtype=jnp.int32)
-    ring = slots - sink_frames
-    return jnp.where(frames < sink_frames, frames, sink_frames + (frames - sink_frames) % ring)
-
-
-def insert_rolling(cache: KVCache, k: Array, v: Array, first_frame: Int[Array, ""] | int, sink_frames: int) -> KVCache:
-    """Inserts a chunk's frames (k, v: [L, B, F, T, H, Dh]) under the sink + ring policy."""
-    num_frames = k.shape[2]
-    if num_frames > cache.slots - sink_frames:
-        raise ValueError(f"rolling cache: a chunk of {num_frames} frames does not fit the "
-                         f"{cache.slots - sink_frames} ring slots")
-    slot_ids = rolling_slot_ids(first_frame, num_frames, cache.slots, sink_frames)
-    frames = jnp.asarray(first_frame, jnp.int32) + jnp.arange(num_frames, dtype=jnp.int32)
-    return write_slots(cache, slot_ids, k, v, jnp.broadcast_to(frames, (k.shape[1], num_frames)))

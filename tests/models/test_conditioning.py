@@ -1,0 +1,66 @@
+"""The causal student's camera input: every chunk's rays relative to the previous chunk's last frame,
+checked against a per-pixel Plücker computation written out here."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from worldscape_jax.geometry.actions import actions_to_c2w
+from worldscape_jax.models.conditioning import camera_input, chunk_camera_input, clip_camera_input
+
+H, W, STRIDE = 8, 12, 4
+INTRINSICS = np.array([0.9, 1.1, 0.45, 0.55], np.float32)
+
+
+def naive_rays(c2w: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """[H, W, 6] Plücker rays [o x d, d] of camera `c2w` seen from `reference`, pixel by pixel."""
+    relative = np.linalg.inv(reference.astype(np.float64)) @ c2w.astype(np.float64)
+    fx, fy, cx, cy = INTRINSICS * np.array([W, H, W, H])
+    out = np.zeros((H, W, 6))
+    for i in range(H):
+        for j in range(W):
+            d = np.array([(j + 0.5 - cx) / fx, (i + 0.5 - cy) / fy, 1.0])
+            d = relative[:3, :3] @ (d / np.linalg.norm(d))
+            o = relative[:3, 3]
+            out[i, j] = np.concatenate([np.cross(o, d), d])
+    return out
+
+
+def naive_pack(frames: list[np.ndarray]) -> np.ndarray:
+    """Groups of STRIDE frames into channels, channel c * STRIDE + k = channel c of the group's k-th frame."""
+    groups = [np.stack(frames[g:g + STRIDE], axis=-1).reshape(H, W, -1) for g in range(0, len(frames), STRIDE)]
+    return np.stack(groups)
+
+
+def path(text: str) -> np.ndarray:
+    start = np.eye(4, dtype=np.float32)
+    start[:3, 3] = [3.0, -0.5, 7.0]  # far from the origin: relative poses must not depend on it
+    return actions_to_c2w(text, start_c2w=start)
+
+
+def test_chunk_input_is_relative_to_the_previous_frame():
+    c2w = path("wq*2,d,er")  # 1 + 16 pixel frames
+    chunk, reference = c2w[9:17], c2w[8]
+    ours = chunk_camera_input(jnp.asarray(chunk[None]), jnp.asarray(reference[None]),
+                              jnp.broadcast_to(INTRINSICS, (1, 8, 4)), H, W, STRIDE)
+    expected = naive_pack([naive_rays(pose, reference) for pose in chunk])
+    assert ours.shape == (1, 2, H, W, 6 * STRIDE)
+    np.testing.assert_allclose(np.asarray(ours[0]), expected, atol=2e-5)
+
+
+@pytest.mark.parametrize("frames_per_chunk", [1, 2])
+def test_clip_input_is_the_streams_chunks_side_by_side(frames_per_chunk):
+    c2w = path("w*2,q*2,dr,s")  # 1 + 24 pixel frames: 6 latent frames after the first
+    f = c2w.shape[0]
+    intrinsics = jnp.broadcast_to(INTRINSICS, (1, f, 4))
+    ours = np.asarray(clip_camera_input(jnp.asarray(c2w[None]), intrinsics, H, W, STRIDE, frames_per_chunk)[0])
+    per_chunk = STRIDE * frames_per_chunk
+    expected = [naive_pack([naive_rays(c2w[0], c2w[0])] * STRIDE)]
+    for start in range(1, f, per_chunk):
+        reference = c2w[start - 1]
+        expected.append(naive_pack([naive_rays(pose, reference) for pose in c2w[start:start + per_chunk]]))
+    np.testing.assert_allclose(ours, np.concatenate(expected), atol=2e-5)
+    first = camera_input(jnp.asarray(c2w[None]), intrinsics, H, W, STRIDE)[0, :1]
+    np.testing.assert_allclose(ours[:1], np.asarray(first), atol=1e-6)  # the first latent frame as the teacher's
+    with pytest.raises(ValueError, match="whole number"):
+        clip_camera_input(jnp.asarray(c2w[None, :-4]), intrinsics[:, :-4], H, W, STRIDE, 4)
