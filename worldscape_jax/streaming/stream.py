@@ -259,6 +259,6 @@ def _advance(spec: StreamSpec, state: StreamState, held):
 def _decode(spec: StreamSpec, vae_params, cache, latents):
     frames = []
     for i in range(latents.shape[1]):
-        video, _, cache = vae_lib.decode_step(vae_params, cache, latents[:, i:i + 1], spec.vae, clip=False)
+        video, _, cache = vae_lib.decode_step(vae_params, cache, latents[:, i:i + 1], spec.vae, clip=False, steady=True)
         frames.append(video)
     return jnp.concatenate(frames, axis=1), cache
