@@ -3,6 +3,7 @@ code at a size a 2-core CPU trains in minutes. Variants are comma-separated afte
 
   get_config("wan1_3b")                 # T2V: 16 input channels, text cross-attention only
   get_config("wan1_3b,fun_control")     # Fun-Control: 48 input channels + the CLIP image branch
+  get_config("wan1_3b,i2v")             # Wan2.1-I2V's layout: 36 input channels + the CLIP image branch
   get_config("tiny,camera")             # with the Plücker camera encoder
   get_config("tiny,control,camera")     # the tiny teacher: 48 channels without CLIP, camera encoder
   get_config("tiny,control,camera,ray_turn")  # + each pixel's ray turn in the camera input (experimental)
@@ -56,6 +57,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         if variant == "fun_control":  # Wan2.1-Fun-Control: 48 channels and the CLIP image branch
             cfg.in_dim = 3 * cfg.out_dim
             cfg.image_branch = True
+        elif variant == "i2v":  # Wan2.1-I2V: 36 channels (noise, mask, image latent) and the CLIP image branch
+            cfg.in_dim = 2 * cfg.out_dim + cfg.vae_stride[0]  # the mask: one channel per pixel frame of a latent
+            cfg.image_branch = True
         elif variant == "control":  # the same 48-channel layout without CLIP (SynthWorld has no CLIP)
             cfg.in_dim = 3 * cfg.out_dim
         elif variant == "camera":
@@ -68,7 +72,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         elif variant == "bf16":
             cfg.dtype = "bfloat16"
         else:
-            raise ValueError(f"configs/dit.py: unknown variant {variant!r}; expected fun_control, control, camera, ray_turn, turn_warp or bf16")
+            raise ValueError(f"configs/dit.py: unknown variant {variant!r}; expected fun_control, i2v, control, camera, ray_turn, turn_warp or bf16")
     if cfg.camera.get("turn_warp", False):
         cfg.in_dim += cfg.out_dim
     return cfg

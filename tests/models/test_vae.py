@@ -166,6 +166,19 @@ def test_stream_decode_equals_batch_decode(config):
     np.testing.assert_allclose(jnp.concatenate(pieces, 1), batch, rtol=1e-5, atol=1e-5)
 
 
+def test_decode_and_decode_step_return_the_decoder_output_unclamped_like_wans():
+    """Wan's decoder does not clamp (only its wrapper does): pixels outside [-1, 1] come back as they are."""
+    params = small_params()
+    latents = 8.0 * vae.encode(params, small_video(), SMALL)  # far from the data: pixels leave [-1, 1]
+    raw, _ = vae.WanVAE(SMALL).apply({"params": params}, vae.denormalize_latents(latents, SMALL),
+                                     method=vae.WanVAE.decode_latents)
+    assert np.abs(np.asarray(raw)).max() > 1.5
+    np.testing.assert_array_equal(vae.decode(params, latents, SMALL), raw)
+    frames, valid, _ = vae.jit_decode_step(SMALL)(params, vae.init_decode_cache(SMALL, 1, (2, 2)), latents[:, :1])
+    np.testing.assert_allclose(frames[:, np.asarray(valid)], raw[:, :1], rtol=1e-5, atol=1e-5)
+    assert np.asarray(vae.decode(params, latents, SMALL, clip=True)).max() <= 1.0  # Wan's wrapper, on request
+
+
 @both_designs
 def test_stream_encode_equals_batch_encode(config):
     video, params = small_video(), small_params(config=config)

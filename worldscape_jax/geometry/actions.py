@@ -18,6 +18,9 @@ and moves 0.08 units / turns 3 degrees, spread evenly over its pixel frames. Wit
 the camera first moves in its current frame, then turns. An action string is a comma-separated list
 of `keys*count` items (count in steps, default 1), e.g. "w*8,q*4,wd*6". A path of N steps has
 1 + N * frames_per_step poses (the first pose is the start, as Wan's 1 + 4k frames).
+
+Counts are ASCII digits, and the total number of steps is capped (`max_steps`, default
+MAX_ACTION_STEPS) before anything is allocated; a bad string raises ConfigError naming the item.
 """
 
 from __future__ import annotations
@@ -29,9 +32,11 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float
 
+from worldscape_jax.errors import ConfigError
 from worldscape_jax.geometry.cameras import make_pose
 
 KEYS = "wasdqerf."
+MAX_ACTION_STEPS = 10_000  # 40001 poses at 4 frames per step: ~40 min of video at 16 fps
 OPPOSITES = (("w", "s"), ("a", "d"), ("q", "e"), ("r", "f"))
 # (forward, right, yaw, pitch) sign of each key; yaw > 0 turns left, pitch > 0 looks up.
 KEY_EFFECTS = {
@@ -61,33 +66,40 @@ class Action:
     steps: int
 
 
-_ITEM = re.compile(r"^([a-z.]+)(?:\*(\d+))?$")
+_ITEM = re.compile(r"([a-z.]+)(?:\*([0-9]+))?")
 
 
-def parse_actions(text: str) -> list[Action]:
-    """Parses "w*8,q*4,wd*6" into Actions; raises ValueError naming the bad item and why."""
+def parse_actions(text: str, max_steps: int = MAX_ACTION_STEPS) -> list[Action]:
+    """Parses "w*8,q*4,wd*6" into Actions; raises ConfigError naming the bad item and why."""
     if not isinstance(text, str) or not text.strip():
-        raise ValueError(f"action string must be a non-empty string like 'w*8,q*4', got {text!r}")
-    actions = []
+        raise ConfigError("action string", f"expected a non-empty string like 'w*8,q*4'; got {text!r:.80}")
+    actions, total = [], 0
     for position, raw in enumerate(text.split(",")):
         item = raw.strip().lower()
-        match = _ITEM.match(item)
-        where = f"action string {text!r}, item {position} ({raw.strip()!r})"
+        match = _ITEM.fullmatch(item)
+        where = f"action string {text!r:.80}, item {position} ({raw.strip()!r:.40})"
         if match is None:
-            raise ValueError(f"{where}: expected keys from '{KEYS}' optionally followed by '*count', e.g. 'wd*6'")
-        keys, count = match.group(1), int(match.group(2) or 1)
+            raise ConfigError(where, f"expected keys from '{KEYS}' optionally followed by '*count' (ASCII digits), "
+                                     "e.g. 'wd*6'")
+        keys, digits = match.group(1), match.group(2) or "1"
+        if len(digits) > len(str(max_steps)):
+            raise ConfigError(where, f"count has {len(digits)} digits; at most {max_steps} steps are allowed")
+        count = int(digits)
         unknown = sorted(set(keys) - set(KEYS))
         if unknown:
-            raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys are '{KEYS}'")
+            raise ConfigError(where, f"unknown key(s) {unknown}; valid keys are '{KEYS}'")
         if len(set(keys)) != len(keys):
-            raise ValueError(f"{where}: a key is repeated")
+            raise ConfigError(where, "a key is repeated")
         for a, b in OPPOSITES:
             if a in keys and b in keys:
-                raise ValueError(f"{where}: opposite keys '{a}' and '{b}' in one step")
+                raise ConfigError(where, f"opposite keys '{a}' and '{b}' in one step")
         if "." in keys and len(keys) > 1:
-            raise ValueError(f"{where}: '.' (stand still) cannot be combined with other keys")
+            raise ConfigError(where, "'.' (stand still) cannot be combined with other keys")
         if count < 1:
-            raise ValueError(f"{where}: count must be >= 1")
+            raise ConfigError(where, "count must be >= 1")
+        total += count
+        if total > max_steps:
+            raise ConfigError(where, f"the string asks for {total}+ steps; at most {max_steps} (max_steps)")
         actions.append(Action(keys, count))
     return actions
 
@@ -121,19 +133,23 @@ def yaw_pitch_rotation(yaw: np.ndarray, pitch: np.ndarray, xp=np) -> np.ndarray:
 
 
 def integrate(deltas: np.ndarray, start_c2w: np.ndarray | None = None) -> np.ndarray:
-    """Poses [1 + M, 4, 4] (float32) from per-frame (forward, right, yaw, pitch) deltas [M, 4]."""
+    """Poses [1 + M, 4, 4] (float32) from per-frame (forward, right, yaw, pitch) deltas [M, 4].
+
+    Frame i moves in the camera frame it starts with, then turns: yaw and pitch are running sums,
+    and each move is rotated by the turn reached before it (vectorised: no Python loop over frames).
+    """
     deltas = np.asarray(deltas, np.float64)
     if deltas.ndim != 2 or deltas.shape[1] != 4:
         raise ValueError(f"integrate: deltas must be [M, 4] (forward, right, yaw, pitch), got {deltas.shape}")
     start = np.eye(4) if start_c2w is None else np.asarray(start_c2w, np.float64)
-    yaw, pitch, position = 0.0, 0.0, np.zeros(3)
-    poses = [np.eye(4)]
-    for forward, right, d_yaw, d_pitch in deltas:
-        rotation = yaw_pitch_rotation(yaw, pitch)
-        position = position + rotation @ np.asarray([right, 0.0, forward])
-        yaw, pitch = yaw + d_yaw, pitch + d_pitch
-        poses.append(make_pose(yaw_pitch_rotation(yaw, pitch), position))
-    return (start[None] @ np.stack(poses)).astype(np.float32)
+    forward, right, d_yaw, d_pitch = deltas.T
+    yaw = np.concatenate([[0.0], np.cumsum(d_yaw)])
+    pitch = np.concatenate([[0.0], np.cumsum(d_pitch)])
+    rotations = yaw_pitch_rotation(yaw, pitch)
+    moves = np.stack([right, np.zeros_like(right), forward], -1)
+    steps = np.einsum("mij,mj->mi", rotations[:-1], moves)
+    positions = np.concatenate([np.zeros((1, 3)), np.cumsum(steps, axis=0)])
+    return (start[None] @ make_pose(rotations, positions)).astype(np.float32)
 
 
 def actions_to_c2w(text: str, config: ActionConfig = ActionConfig(), start_c2w: np.ndarray | None = None) -> np.ndarray:

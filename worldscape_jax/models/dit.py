@@ -233,7 +233,9 @@ class WanDiT(nn.Module):
     ):
         """Velocity for x at per-frame `timesteps` (Wan's t in [0, 1000]).
 
-        cond: latents concatenated after x on channels (Fun-Control: control video + first frame).
+        text: text-encoder tokens; fewer than config.text_len are zero-padded to it (as Wan2.1 does).
+        cond: latents concatenated after x on channels (I2V: 4 mask channels + the image latent;
+          Fun-Control: control video + first frame).
         camera: Plücker rays packed per latent frame (`camera_encoder.pack_frames`), pixel resolution.
         clip: CLIP image tokens (image branch only).
         causal: block-causal attention over chunks of `frames_per_chunk` frames; with a cache it applies
@@ -270,7 +272,8 @@ class WanDiT(nn.Module):
             x = jnp.concatenate([x, cond.astype(x.dtype)], axis=-1)
         if x.shape[-1] != self.cfg.in_dim:
             raise ValueError(f"DiT input: latents (+ cond) have {x.shape[-1]} channels, config.in_dim is "
-                             f"{self.cfg.in_dim} (16 = noise only, 48 = Fun-Control noise + control + first frame)")
+                             f"{self.cfg.in_dim} (16 = noise only, 36 = I2V noise + mask + image, "
+                             "48 = Fun-Control noise + control + first frame)")
         h, w = x.shape[2:4]
         if h % self.cfg.patch_size[1] or w % self.cfg.patch_size[2]:
             raise ValueError(f"DiT input: latent {h}x{w} is not divisible by the patch {self.cfg.patch_size[1:]}")
@@ -303,9 +306,15 @@ class WanDiT(nn.Module):
         return e, e0.reshape(*e0.shape[:2], 6, 1, c.dim)  # [B, F, 6, 1, D]: broadcasts over a frame's tokens
 
     def _embed_text(self, text):
+        """Text tokens [B, L <= text_len, text_dim], zero-padded to text_len as Wan2.1 does: the padding
+        is not masked in cross-attention, so the padded length changes the result (research notes §9.6)."""
         c = self.cfg
         if text.shape[-1] != c.text_dim:
             raise ValueError(f"DiT: text embeddings have width {text.shape[-1]}, config.text_dim is {c.text_dim}")
+        if text.shape[1] > c.text_len:
+            raise ValueError(f"DiT: text has {text.shape[1]} tokens, more than config.text_len={c.text_len} "
+                             "(Wan2.1 zero-pads shorter text to text_len and has no room for longer)")
+        text = jnp.pad(text, ((0, 0), (0, c.text_len - text.shape[1]), (0, 0)))
         h = Linear(c.dim, ("text_embed", "embed"), dtype=c.dtype, name="text_embedding_0")(text.astype(c.dtype))
         return Linear(c.dim, ("embed", "mlp"), dtype=c.dtype, name="text_embedding_2")(gelu_tanh(h))
 

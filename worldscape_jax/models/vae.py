@@ -223,8 +223,9 @@ def _maybe_sample(mu, log_var, rng):
 
 
 def decode(params: dict, latents: Float[Array, "b t h w z"], config: VAEConfig, *,
-           clip: bool = True) -> Float[Array, "b f h2 w2 3"]:
-    """Pixels of a whole clip from normalised latents: 1 + 4 (T - 1) frames, clipped to [-1, 1] like Wan's wrapper."""
+           clip: bool = False) -> Float[Array, "b f h2 w2 3"]:
+    """Pixels of a whole clip from normalised latents: 1 + 4 (T - 1) frames, unclamped like Wan's decoder
+    (`clip=True` clamps to [-1, 1] as Wan's wrapper does; callers clamp where pixels become uint8)."""
     _check_latents(latents, config)
     video, _ = WanVAE(config).apply({"params": params}, denormalize_latents(latents, config),
                                     method=WanVAE.decode_latents)
@@ -250,9 +251,10 @@ def init_decode_cache(config: VAEConfig, batch: int, latent_hw: tuple[int, int],
 
 
 def decode_step(params: dict, cache: VAEStreamCache, latent_frame: Float[Array, "b 1 h w z"], config: VAEConfig,
-                *, clip: bool = True, steady: bool = False
+                *, clip: bool = False, steady: bool = False
                 ) -> tuple[Float[Array, "b 4 h2 w2 3"], Bool[Array, "4"], VAEStreamCache]:
     """Decodes the next normalised latent frame: (4 pixel frames, which of them are real, the new cache).
+    The frames are unclamped, as in `decode`.
 
     Jit it once with the config static, e.g. `jax.jit(functools.partial(decode_step, config=cfg))`.
     `steady=True` promises the cache is past its first call (a stream after its first frame): the
@@ -298,7 +300,7 @@ def encode_step(params: dict, cache: VAEStreamCache, frames: Float[Array, "b 4 h
     return latent, VAEStreamCache(histories=histories, is_first=jnp.array(False))
 
 
-def jit_decode_step(config: VAEConfig, *, clip: bool = True, steady: bool = False):
+def jit_decode_step(config: VAEConfig, *, clip: bool = False, steady: bool = False):
     """`decode_step` compiled once for `config`, with the cache donated (it is replaced every call).
 
     A stream compiles it twice: once for the first call, once with `steady=True` for every call after.

@@ -27,9 +27,10 @@ from jax.experimental import multihost_utils
 from worldscape_jax.training import logging as train_logging
 from worldscape_jax.training import media, sharding
 from worldscape_jax.training.checkpointing import Checkpointer
-from worldscape_jax.training.export import load_init_params, write_run_config
 from worldscape_jax.training.flops import function_flops
+from worldscape_jax.training.init_from import load_init_params
 from worldscape_jax.training.optim import make_optimizer
+from worldscape_jax.training.run_config import write_run_config
 from worldscape_jax.training.stages import get_stage
 from worldscape_jax.training.step import dtype_from_config, make_train_step
 from worldscape_jax.training.train_state import TrainState, cast_floating, create_train_state

@@ -29,7 +29,7 @@ import hashlib
 
 import numpy as np
 
-from worldscape_jax.data.synthworld import scenes
+from worldscape_jax.data.synthworld import hands, scenes
 from worldscape_jax.data.synthworld.render import Frame, render_frames
 from worldscape_jax.geometry import trajectories
 from worldscape_jax.geometry.actions import (ActionConfig, actions_to_c2w, integrate, num_frames_of, random_actions,
@@ -55,6 +55,16 @@ def split_of(scene_seed: int) -> str:
     """"heldout" when blake2b(str(seed)) % 10 == 0 (about 10% of seeds), else "train"."""
     digest = hashlib.blake2b(str(int(scene_seed)).encode(), digest_size=8).digest()
     return "heldout" if int.from_bytes(digest, "little") % HELDOUT_MODULUS == 0 else "train"
+
+
+def split_seeds(split: str, count: int, start: int = 0) -> list[int]:
+    """The first `count` SynthWorld scene seeds >= start that belong to `split`."""
+    seeds, seed = [], start
+    while len(seeds) < count:
+        if split_of(seed) == split:
+            seeds.append(seed)
+        seed += 1
+    return seeds
 
 
 def start_pose(traj_seed: int) -> np.ndarray:
@@ -156,9 +166,9 @@ def generate_clip(scene_seed: int, num_frames: int, height: int, width: int, *, 
     _check_arguments(scene_seed, num_frames, height, width, kind, supersample)
     intrinsics = np.tile(intrinsics_from_fov(FOV_X_DEG, height, width), (num_frames, 1))
     if kind == "manipulation":
-        from worldscape_jax.data.synthworld.hands import manipulation_clip  # hands imports this module
-        return manipulation_clip(scene_seed, num_frames, height, width, intrinsics, trajectory, traj_seed,
-                                 supersample)
+        c2w = camera_path(trajectory, num_frames, traj_seed, hands.manipulation_camera(), "static")
+        frames, hand = hands.render_manipulation(scene_seed, c2w, intrinsics, height, width, traj_seed, supersample)
+        return {**clip_arrays(frames, c2w, intrinsics, scene_seed), **hand}
     default = NAVIGATION_FAMILIES[traj_seed % len(NAVIGATION_FAMILIES)]
     c2w = camera_path(trajectory, num_frames, traj_seed, start_pose(traj_seed), default)
     frames = render_frames(scenes.navigation_scene(scene_seed, FREE_RADIUS), c2w, intrinsics, height, width,

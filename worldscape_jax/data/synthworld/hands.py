@@ -23,7 +23,7 @@ import numpy as np
 
 from worldscape_jax.data.synthworld import scenes
 from worldscape_jax.data.synthworld.pose_video import HAND_EDGES, draw_hand_poses
-from worldscape_jax.data.synthworld.render import render_dynamic_frames
+from worldscape_jax.data.synthworld.render import Frame, render_dynamic_frames
 from worldscape_jax.geometry.cameras import intrinsics_to_pixels, invert_pose, look_at
 
 NUM_KEYPOINTS = 21
@@ -152,13 +152,12 @@ def project_points(points: np.ndarray, c2w: np.ndarray, intrinsics: np.ndarray, 
     return np.where((z > 1e-6)[..., None], uv, np.nan).astype(np.float32)
 
 
-def manipulation_clip(scene_seed: int, num_frames: int, height: int, width: int, intrinsics: np.ndarray,
-                      trajectory: str | None, traj_seed: int, supersample: int = 1) -> dict[str, np.ndarray]:
-    """The manipulation clip of `clips.generate_clip` (see there for the keys)."""
-    from worldscape_jax.data.synthworld.clips import camera_path, clip_arrays
-
+def render_manipulation(scene_seed: int, c2w: np.ndarray, intrinsics: np.ndarray, height: int, width: int,
+                        traj_seed: int, supersample: int = 1) -> tuple[Frame, dict[str, np.ndarray]]:
+    """The frames of a manipulation clip seen along `c2w`, and its hand arrays (hand_keypoints,
+    hand_keypoints_2d, pose_video); `clips.generate_clip` chooses the camera path and assembles the clip."""
+    num_frames = len(c2w)
     scene, box_index, first_capsule, box_center, rotation, carry = manipulation_scene(scene_seed, traj_seed)
-    c2w = camera_path(trajectory, num_frames, traj_seed, manipulation_camera(), "static")
     wrist, curl, boxes = grasp_motion(num_frames, box_center, rotation, carry)
     keypoints = np.stack([w + hand_keypoints_local(c) @ rotation.T for w, c in zip(wrist, curl)])
     capsules = [hand_capsules(k, rotation) for k in keypoints]
@@ -173,8 +172,7 @@ def manipulation_clip(scene_seed: int, num_frames: int, height: int, width: int,
     )
     frames = render_dynamic_frames(per_frame, c2w, intrinsics, height, width, supersample)
     keypoints_2d = project_points(keypoints, c2w, intrinsics, height, width)
-    return {
-        **clip_arrays(frames, c2w, intrinsics, scene_seed),
+    return frames, {
         "hand_keypoints": keypoints.astype(np.float32),
         "hand_keypoints_2d": keypoints_2d,
         "pose_video": np.asarray(draw_hand_poses(keypoints_2d, None, height, width)),

@@ -5,7 +5,8 @@ The bidirectional DiT learns the flow-matching velocity of a clip's latents give
     Fun-Control layout; `models/conditioning.py`), and
   * the camera path as Plücker rays through the camera encoder.
 Conditions are dropped at random (image: zeroed channels; camera: zeroed rays) so that sampling can
-use classifier-free guidance on the camera (`generate`). With `config.flow.clean_first_latent` the
+use classifier-free guidance on the camera (`inference/teacher.generate`, which this stage's training
+samples call; the DiT is fed through the same helpers there). With `config.flow.clean_first_latent` the
 first latent frame is also given as itself, clean at timestep 0 and left out of the loss (as
 Wan2.2's TI2V and the causal students do), and sampling holds it fixed.
 
@@ -18,7 +19,6 @@ input channels that carry the camera, so they are dropped with it and guided wit
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -31,63 +31,15 @@ from tqdm import tqdm
 from worldscape_jax.data import synthworld
 from worldscape_jax.data.synthworld import generate_clip, split_of
 from worldscape_jax.data.synthworld.clips import FAMILIES, NAVIGATION_FAMILIES
-from worldscape_jax.diffusion import flow, samplers
+from worldscape_jax.diffusion import flow
+from worldscape_jax.inference.heldout import heldout_clips
+from worldscape_jax.inference.loading import load_vae
+from worldscape_jax.inference.pixels import to_uint8, to_unit_range
+from worldscape_jax.inference.teacher import (camera_rays, clip_tokens, generate, latent_shape, model_cond,
+                                              teacher_model, text_context, uses_turn_warp)
 from worldscape_jax.models import vae as vae_lib
-from worldscape_jax.models.conditioning import (camera_input, encode_conditions, encode_turn_warp,
-                                                first_frame_latent)
-from worldscape_jax.models.dit import build_dit
+from worldscape_jax.models.conditioning import encode_conditions, encode_turn_warp
 from worldscape_jax.training.data_iter import indexed_batches, shuffled_index
-from worldscape_jax.training.export import load_exported, resolve_asset
-from worldscape_jax.training.stages import vae as vae_stage
-
-@functools.lru_cache(maxsize=4)
-def load_vae(checkpoint: str, preset: str):
-    """(params, VAEConfig) of an exported VAE. Its shape and latent statistics come from the export's
-    config (the VAE stage's); `preset` must name the preset it was built from."""
-    params, exported = load_exported(resolve_asset(checkpoint))
-    if exported.model.preset != preset:
-        raise ValueError(f"config.vae.preset is {preset!r} but the VAE export {checkpoint} was trained from "
-                         f"preset {exported.model.preset!r}")
-    return params.get("params", params), vae_stage.vae_config(exported)
-
-
-def _model(config):
-    return build_dit(config.model)
-
-
-def _text(config, batch: int):
-    m = config.model
-    return jnp.zeros((batch, m.text_len, m.text_dim), jnp.float32)
-
-
-def _clip(config, batch_size: int, batch: dict | None = None):
-    """CLIP image tokens for the Fun-Control image branch: the batch's, else zeros (Wan-Fun's "no image")."""
-    m = config.model
-    if not m.image_branch:
-        return None
-    if batch is not None and "clip" in batch:
-        return batch["clip"]
-    return jnp.zeros((batch_size, m.clip_tokens, m.clip_dim), jnp.float32)
-
-
-def _camera(config, c2w, intrinsics):
-    d = config.data
-    return camera_input(c2w, intrinsics, d.height, d.width, config.model.vae_stride[0],
-                        with_ray_turn=config.model.camera.get("ray_turn", False))
-
-
-def uses_turn_warp(config) -> bool:
-    return config.model.camera.get("turn_warp", False)
-
-
-def _model_cond(cond, warp):
-    """The DiT's conditioning channels: [control | first frame] and, when the teacher has one, the turn warp."""
-    return cond if warp is None else jnp.concatenate([cond, warp], axis=-1)
-
-
-def latent_shape(config) -> tuple[int, int, int]:
-    d, stride = config.data, config.model.vae_stride
-    return 1 + (d.frames - 1) // stride[0], d.height // stride[1], d.width // stride[2]
 
 
 def init_params(rng, config):
@@ -97,8 +49,8 @@ def init_params(rng, config):
     cond = jnp.zeros((1, t, h, w, m.in_dim - m.out_dim))
     c2w = jnp.broadcast_to(jnp.eye(4), (1, config.data.frames, 4, 4))
     intrinsics = jnp.full((1, config.data.frames, 4), 0.5)
-    return _model(config).init(rng, x, jnp.zeros((1, t)), _text(config, 1), cond=cond,
-                               camera=_camera(config, c2w, intrinsics), clip=_clip(config, 1))["params"]
+    return teacher_model(config).init(rng, x, jnp.zeros((1, t)), text_context(config, 1), cond=cond,
+                                      camera=camera_rays(config, c2w, intrinsics), clip=clip_tokens(config, 1))["params"]
 
 
 def loss_fn(params, batch, rng, config):
@@ -116,61 +68,14 @@ def loss_fn(params, batch, rng, config):
     eps = jax.random.normal(k_eps, x0.shape, x0.dtype)
     keep_image = (jax.random.uniform(k_image, (b, 1, 1, 1, 1)) >= c.drop_image).astype(x0.dtype)
     keep_camera = (jax.random.uniform(k_camera, (b, 1, 1, 1, 1)) >= c.drop_camera).astype(x0.dtype)
-    camera = _camera(config, batch["c2w"], batch["intrinsics"]) * keep_camera
+    camera = camera_rays(config, batch["c2w"], batch["intrinsics"]) * keep_camera
     warp = batch["warp"] * keep_camera * keep_image if uses_turn_warp(config) else None
-    v = _model(config).apply({"params": params}, flow.add_noise(x0, eps, sigma), flow.sigma_to_timestep(sigma),
-                             _text(config, b), cond=_model_cond(batch["cond"] * keep_image, warp), camera=camera,
-                             clip=_clip(config, b, batch))
+    v = teacher_model(config).apply({"params": params}, flow.add_noise(x0, eps, sigma),
+                                    flow.sigma_to_timestep(sigma), text_context(config, b),
+                                    cond=model_cond(batch["cond"] * keep_image, warp), camera=camera,
+                                    clip=clip_tokens(config, b, batch))
     loss = flow.flow_matching_loss(v, x0, eps, frame_weight)
     return loss, {"fm_loss": loss, "mean_sigma": sigma[:, -1].mean()}
-
-
-def generate(params, config, vae, first_frames, c2w, intrinsics, rng, *, steps: int | None = None,
-             guidance: float | None = None, camera_scale: float = 1.0, pose_video=None):
-    """Videos in [-1, 1] [B, F, H, W, 3] from first frames [B, 1, H, W, 3] (in [-1, 1]) and a camera path.
-
-    Classifier-free guidance on the camera: v = v(no camera) + g (v(camera) - v(no camera)).
-    `camera_scale=0` zeroes the camera input (the ablation that Trajectory Accuracy is compared with),
-    the turn warp included.
-    """
-    vae_params, vae_config = vae
-    s = config.sample
-    steps, guidance = steps or s.steps, s.guidance if guidance is None else guidance
-    b = first_frames.shape[0]
-    frames = c2w.shape[1]
-    t, h, w = latent_shape(config)
-    video = jnp.concatenate([first_frames, jnp.zeros((b, frames - 1, *first_frames.shape[2:]))], axis=1)
-    cond_latents = encode_conditions(vae_params, vae_config, video, pose_video)
-    camera = {"rays": _camera(config, c2w, intrinsics) * camera_scale, "warp": None}
-    if uses_turn_warp(config):
-        camera["warp"] = encode_turn_warp(vae_params, vae_config, first_frames, c2w, intrinsics) * camera_scale
-    model, text, clip = _model(config), _text(config, b), _clip(config, b)
-
-    def denoise(x_t, t_frames, camera_):
-        return model.apply({"params": params}, x_t, t_frames, text, cond=_model_cond(cond_latents, camera_["warp"]),
-                           camera=camera_["rays"], clip=clip)
-
-    noise = jax.random.normal(rng, (b, t, h, w, config.model.out_dim))
-    first_latent = None
-    if config.flow.get("clean_first_latent", False):
-        first_latent = first_frame_latent(cond_latents, vae_config)
-    latents = samplers.euler_sample(denoise, noise, flow.inference_sigmas(steps, s.shift), camera,
-                                    jax.tree.map(jnp.zeros_like, camera), guidance, clean_prefix=first_latent)
-    return vae_lib.decode(vae_params, latents, vae_config)
-
-
-def heldout_clips(config, count: int, trajectory: str | None = None, first: int = 0) -> list[dict]:
-    """Held-out SynthWorld clips number first .. first + count - 1 at the training size (in seed order)."""
-    d, seeds, seed = config.data, [], 0
-    while len(seeds) < first + count:
-        if split_of(seed) == "heldout":
-            seeds.append(seed)
-        seed += 1
-    return [generate_clip(s, d.frames, d.height, d.width, trajectory=trajectory, traj_seed=s) for s in seeds[first:]]
-
-
-def to_unit_range(video_uint8) -> jnp.ndarray:
-    return jnp.asarray(video_uint8, jnp.float32) / 127.5 - 1.0
 
 
 def sample(params, rng, config):
@@ -180,13 +85,12 @@ def sample(params, rng, config):
     vae = load_vae(config.vae.checkpoint, config.vae.preset)
     video = generate(params, config, vae, to_unit_range(gt[:, :1]), jnp.asarray(np.stack([c["c2w"] for c in clips])),
                      jnp.asarray(np.stack([c["intrinsics"] for c in clips])), rng)
-    generated = np.asarray(jnp.round((video + 1.0) * 127.5)).clip(0, 255).astype(np.uint8)
-    return np.concatenate([generated, gt], axis=0)
+    return np.concatenate([to_uint8(video), gt], axis=0)
 
 
-def _cache_path(config) -> str:
+def _cache_path(config, vae) -> str:
     d = config.data
-    contents = {"data": d.to_dict(), "vae": config.vae.to_dict(), "vae_params": _vae_digest(config),
+    contents = {"data": d.to_dict(), "vae": config.vae.to_dict(), "vae_params": _vae_digest(vae),
                 "render_version": synthworld.RENDER_VERSION, "paths_version": synthworld.PATHS_VERSION}
     if uses_turn_warp(config):  # only then, so that the caches without it keep their names
         contents["turn_warp"] = True
@@ -194,12 +98,12 @@ def _cache_path(config) -> str:
     return os.path.join(d.cache_dir, f"teacher_latents_{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz")
 
 
-def _vae_digest(config) -> str:
+def _vae_digest(vae) -> str:
     """SHA-1 of what the cached latents depend on: the VAE's shape and latent statistics and its encoding
     params (`encoder`, `quant_conv`, and `patch_encoder` where the VAE has one). A retrained VAE at the
     same path gets a new cache; a decoder-only fine-tune (the VAE stage's `config.loss.freeze_encoder`)
     keeps the old one, which is still exact."""
-    params, vae_config = load_vae(config.vae.checkpoint, config.vae.preset)
+    params, vae_config = vae
     digest = hashlib.sha1(repr(vae_config).encode())
     for name in (n for n in ENCODING_PARAMS if n in params):
         for path, leaf in jax.tree_util.tree_flatten_with_path(params[name])[0]:
@@ -233,12 +137,12 @@ def training_families(config) -> tuple[str, ...]:
 def build_latent_cache(config) -> dict[str, np.ndarray]:
     """Render `config.data.num_clips` train-split clips and encode them with the VAE (cached on disk)."""
     families = training_families(config)
-    path = _cache_path(config)
+    vae_params, vae_config = vae = load_vae(config.vae.checkpoint, config.vae.preset)
+    path = _cache_path(config, vae)
     if os.path.isfile(path):
         with np.load(path) as data:
             return dict(data)
     d = config.data
-    vae_params, vae_config = load_vae(config.vae.checkpoint, config.vae.preset)
     with_warp = uses_turn_warp(config)
 
     @jax.jit

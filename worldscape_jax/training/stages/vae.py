@@ -19,7 +19,6 @@ report, and `latent_statistics` gives the per-channel mean/std that go into the 
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import flax.linen as nn
@@ -28,25 +27,11 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from worldscape_jax.data.synthworld import generate_clip, split_of
+from worldscape_jax.data.synthworld import generate_clip, split_seeds
 from worldscape_jax.models.vae import WanVAE, check_video
-from worldscape_jax.models.vae_config import VAEConfig, get_vae_config
+from worldscape_jax.models.vae_config import VAEConfig, vae_config
 from worldscape_jax.models.vae_layers import space_time_to_depth
 from worldscape_jax.training.data_iter import indexed_batches, shuffled_index
-
-
-def vae_config(config) -> VAEConfig:
-    """The preset named by `config.model.preset`, with any other `config.model` field overriding it
-    (e.g. `--config.model.dim=16`); exported VAEs carry this config, so loading rebuilds the same shape."""
-    overrides = {k: tuple(v) if isinstance(v, (list, tuple)) else v
-                 for k, v in config.model.items() if k != "preset"}
-    stats = config.get("vae_stats")
-    if stats is not None:
-        overrides.update(latent_mean=tuple(stats["mean"]), latent_std=tuple(stats["std"]))
-    try:
-        return dataclasses.replace(get_vae_config(config.model.preset), **overrides)
-    except TypeError as e:
-        raise ValueError(f"config.model: {e}; fields are those of VAEConfig (models/vae_config.py)") from e
 
 
 def to_signed(video_uint8):
@@ -155,16 +140,6 @@ def loss_fn(params, batch, rng, config):
     loss = l1 + mse + kl_weight * kl
     psnr = 10.0 * jnp.log10(4.0 / jnp.maximum(mse, 1e-10))  # peak-to-peak 2 in [-1, 1]
     return loss, {"l1": l1, "mse": mse, "kl": kl, "psnr": psnr}
-
-
-def split_seeds(split: str, count: int, start: int = 0) -> list[int]:
-    """The first `count` SynthWorld scene seeds >= start that belong to `split`."""
-    seeds, seed = [], start
-    while len(seeds) < count:
-        if split_of(seed) == split:
-            seeds.append(seed)
-        seed += 1
-    return seeds
 
 
 @functools.lru_cache(maxsize=2)
