@@ -23,6 +23,7 @@ import numpy as np
 from absl import app, flags
 from tqdm import tqdm
 
+from worldscape_jax import cli
 from worldscape_jax.benchmarking import median_seconds
 from worldscape_jax.configs import dit as dit_configs
 from worldscape_jax.models.dit import DiTConfig, build_dit
@@ -155,4 +156,4 @@ def dit_seconds(cfg: DiTConfig, policy, state, tokens: int, frames: int, pose, t
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

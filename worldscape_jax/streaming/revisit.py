@@ -78,17 +78,16 @@ def chunk_keys(params, config, vae, clip: dict) -> tuple[np.ndarray, np.ndarray]
     The MACO gate reads the first layer's keys, which no context changes, so a policy replayed on these
     keys admits and prunes exactly as in a stream over the same latents.
     """
-    from worldscape_jax.inference import teacher
     from worldscape_jax.inference.pixels import to_unit_range
+    from worldscape_jax.inference.teacher import camera_rays, teacher_model, text_context
     from worldscape_jax.models import vae as vae_lib
     from worldscape_jax.models.kv_cache import init_kv_cache
 
     latents = vae_lib.encode(vae[0], to_unit_range(clip["video"][None]), vae[1])
-    camera = jnp.zeros_like(teacher.camera_rays(config, jnp.asarray(clip["c2w"][None]),
-                                                jnp.asarray(clip["intrinsics"][None])))
+    camera = jnp.zeros_like(camera_rays(config, jnp.asarray(clip["c2w"][None]), jnp.asarray(clip["intrinsics"][None])))
     m = config.model
     cond = jnp.zeros((*latents.shape[:-1], m.in_dim - m.out_dim))
-    model, text = teacher.teacher_model(config), teacher.text_context(config, 1)
+    model, text = teacher_model(config), text_context(config, 1)
     tokens = (latents.shape[2] // m.patch_size[1]) * (latents.shape[3] // m.patch_size[2])
     empty = init_kv_cache(m.num_layers, 1, 1, tokens, m.num_heads, m.dim // m.num_heads)
 
