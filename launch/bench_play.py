@@ -19,6 +19,8 @@ import tempfile
 import numpy as np
 from absl import app, flags, logging
 
+from worldscape_jax import cli
+
 _ENGINE = flags.DEFINE_enum("engine", "model", ["model", "synthworld"], "What makes the frames.")
 _MODEL = flags.DEFINE_string("model", "asset:student_tiny", "For --engine=model: export, asset:NAME or 'random'.")
 _PRESSES = flags.DEFINE_integer("presses", 12, "Key presses timed.")
@@ -74,4 +76,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

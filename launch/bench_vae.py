@@ -16,8 +16,9 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
+from absl import flags
 
+from worldscape_jax import cli
 from worldscape_jax.benchmarking import median_seconds
 
 from worldscape_jax.models import vae
@@ -96,4 +97,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -21,6 +21,7 @@ import time
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from worldscape_jax import cli
 from worldscape_jax.convert import checkpoint_io
 from worldscape_jax.convert.state_dict import ConversionError
 from worldscape_jax.convert.torch_zip import TorchFormatError
@@ -57,4 +58,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

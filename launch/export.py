@@ -14,6 +14,8 @@ import os
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from worldscape_jax import cli
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Optional: the stage config the run was trained with "
                                           "(checked against WORKDIR/config.json; needed for older runs).",
                                           lock_config=True)
@@ -51,4 +53,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -23,16 +23,20 @@ import numpy as np
 from absl import app, flags, logging
 from tqdm import tqdm
 
+from worldscape_jax import cli
+from worldscape_jax.data.synthworld.clips import FAMILIES
+from worldscape_jax.geometry.actions import num_frames_of
+
 _TEACHER = flags.DEFINE_string("teacher", "asset:teacher_tiny", "Exported teacher (launch/export.py) or asset:NAME.")
 _ACTIONS = flags.DEFINE_string("actions", "w,q", "Keys per latent frame, e.g. 'w,q' (1 + 4 * steps frames); or a "
                                "trajectory family (forward, pan, orbit, there_and_back, random_walk, static, keys); "
                                "or 'mixed': each scene's own navigation family (one of the first five), the "
                                "teacher's held-out evaluation set.")
-_SCENES = flags.DEFINE_integer("scenes", 1, "Number of held-out scenes.")
+_SCENES = flags.DEFINE_integer("scenes", 1, "Number of held-out scenes.", lower_bound=1)
 _FIRST_SCENE = flags.DEFINE_integer("first_scene", 0, "Index of the first held-out scene (tune sampler settings "
-                                    "on scenes that the reported figures do not use).")
+                                    "on scenes that the reported figures do not use).", lower_bound=0)
 _OUT = flags.DEFINE_string("out", "runs/demo", "Output directory.")
-_STEPS = flags.DEFINE_integer("steps", None, "Sampling steps (default: the config's).")
+_STEPS = flags.DEFINE_integer("steps", None, "Sampling steps (default: the config's).", lower_bound=1)
 _GUIDANCE = flags.DEFINE_float("guidance", None, "Camera guidance scale (default: the config's).")
 _SHIFT = flags.DEFINE_float("shift", None, "Shift of the sampling sigmas (default: the config's sample.shift).")
 _ABLATE = flags.DEFINE_bool("ablate_camera", True, "Also generate with the camera input zeroed and score it.")
@@ -40,6 +44,17 @@ _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
 _VAE_CEILING = flags.DEFINE_bool("vae_ceiling", False, "Score the VAE's reconstruction of each ground-truth clip "
                                  "instead of a generation: the best the teacher's latent space allows on every "
                                  "metric. No camera ablation then.")
+
+
+@flags.validator("actions", message="--actions must be 'mixed', a trajectory family or an action string")
+def _check_actions(actions: str) -> bool:
+    """A bad action string raises its own message (which key, which item); a family or 'mixed' passes."""
+    if actions != "mixed" and actions not in FAMILIES:
+        try:
+            num_frames_of(actions)
+        except ValueError as e:
+            raise flags.ValidationError(str(e)) from e
+    return True
 
 
 def side_by_side(generated: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -55,8 +70,6 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     from worldscape_jax.eval.report import write_report
     from worldscape_jax.eval.video_eval import evaluate_clip, summarise
-    from worldscape_jax.data.synthworld.clips import FAMILIES
-    from worldscape_jax.geometry.actions import num_frames_of
     from worldscape_jax.inference.heldout import heldout_clips
     from worldscape_jax.inference.loading import load_exported, load_vae
     from worldscape_jax.inference.pixels import to_uint8, to_unit_range
@@ -124,4 +137,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

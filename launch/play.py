@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from absl import app, flags, logging
 
+from worldscape_jax import cli
+
 _ENGINE = flags.DEFINE_enum("engine", "model", ["model", "synthworld"],
                             "model: the causal student's stream step; synthworld: render the real scene.")
 _MODEL = flags.DEFINE_string("model", "asset:student_tiny", "Exported student (launch/export.py) or asset:NAME "
@@ -56,4 +58,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -34,8 +34,8 @@ def pipeline_fields(draw):
         bad = draw(BAD_BOOLS if name in BOOL_FIELDS else BAD_INTS)
         if name == "num_epochs" and bad is None:
             bad = 0
-        if name in ("worker_count", "read_threads", "prefetch_batches", "seed") and bad == 10**9:
-            bad = -1  # 10**9 threads is refused too, but only as a bound; -1 is wrong for every count
+        if name in ("worker_count", "read_threads", "prefetch_batches", "seed", "num_epochs") and bad == 10**9:
+            bad = -1  # 10**9 is a legal seed or epoch count (and refused threads only as a cap); -1 never is
         fields[name] = bad
     return fields, wrong
 

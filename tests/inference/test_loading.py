@@ -5,6 +5,7 @@ finite real arrays, and any change to the params file after export (its checksum
 import json
 import os
 
+import chex
 import flax.serialization
 import jax
 import ml_collections
@@ -30,8 +31,10 @@ def _replace_params(directory, data: bytes):
 
 def test_round_trip_and_stage_check(tmp_path):
     params, config = load_exported(_export(tmp_path), stage="teacher")
-    np.testing.assert_array_equal(params["dense"]["kernel"], PARAMS["dense"]["kernel"])
-    with pytest.raises(ExportError, match=r"export: is a 'teacher' model \(config.json stage\), not a 'vae'"):
+    chex.assert_trees_all_equal(params, PARAMS, strict=True)  # same tree, dtypes and values
+    assert config.stage == "teacher"
+    with pytest.raises(ExportError, match=r"export: this export is a 'teacher' model \(the stage in its config.json\), "
+                                          "not a 'vae'"):
         load_exported(tmp_path / "export", stage="vae")
 
 
@@ -50,6 +53,7 @@ def test_missing_directory_and_files_are_named(tmp_path):
 @pytest.mark.parametrize("text, expected", [
     ("{not json", "config.json: not valid JSON"), ("[1, 2]", "config.json: expected a JSON object, got list"),
     ("5", "config.json: expected a JSON object, got int"), (b"\xff\xfe{}", "config.json: not valid JSON"),
+    ('{"stage": "teacher", "lr": NaN}', "config.json: not valid JSON .*NaN is not a JSON number"),
     ('{"model": {}}', "config.json: expected a 'stage' field"), ('{"stage": 3}', "config.json: expected a 'stage'"),
 ])
 def test_config_that_is_not_a_json_object_with_a_stage_is_named(tmp_path, text, expected):
@@ -69,6 +73,7 @@ def test_config_that_is_not_a_json_object_with_a_stage_is_named(tmp_path, text, 
     ({"params": {}}, "holds no parameter arrays"),
     ({"w": b"bytes"}, r"parameter \['w'\] is bytes"),
     ({"w": [1.0, 2.0]}, r"parameter \['w'\] is list"),
+    ({"a": {}, 1: {}}, "key 1 under the root is int; expected parameter names"),
 ])
 def test_params_that_are_not_a_tree_of_arrays_are_named(tmp_path, value, expected):
     directory = _export(tmp_path)

@@ -6,6 +6,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from worldscape_jax.errors import ConfigError
 from worldscape_jax.inference.loading import load_exported
 from worldscape_jax.training.export import export_params
 from worldscape_jax.training.run_config import config_differences, resolve_run_config, write_run_config
@@ -41,7 +42,7 @@ def test_config_differences_name_each_differing_field():
 
 
 def test_export_uses_the_runs_recorded_config_and_rejects_a_different_one(tmp_path):
-    with pytest.raises(FileNotFoundError, match="pass --config"):
+    with pytest.raises(ConfigError, match="pass --config"):
         resolve_run_config(str(tmp_path), None)
     assert resolve_run_config(str(tmp_path), _run_config()).data.frames == 9  # older runs: the given config
     write_run_config(tmp_path, _run_config(families=("keys", "pan")))

@@ -21,11 +21,11 @@ import os
 from typing import Any
 
 import flax.serialization
-import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from worldscape_jax.errors import CheckpointError
 from worldscape_jax.models.vae_config import VAEConfig, vae_config
 
 PARAMS_FILE = "params.msgpack"
@@ -36,13 +36,8 @@ ASSET_PREFIX = "asset:"
 ASSETS_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets")
 
 
-class ExportError(ValueError):
+class ExportError(CheckpointError):
     """An exported model that is missing, unreadable, malformed or not the kind asked for; names the file."""
-
-    def __init__(self, path: str | os.PathLike, problem: str):
-        self.path = os.fspath(path)
-        self.problem = problem
-        super().__init__(f"exported model {self.path}: {problem}")
 
 
 def resolve_asset(path: str | os.PathLike) -> str:
@@ -70,7 +65,8 @@ def load_exported(path: str | os.PathLike, stage: str | None = None) -> tuple[An
     config_path = os.path.join(directory, CONFIG_FILE)
     config = _read_config(config_path)
     if stage is not None and config.stage != stage:
-        raise ExportError(directory, f"is a {config.stage!r} model ({CONFIG_FILE} stage), not a {stage!r}")
+        raise ExportError(path, f"this export is a {config.stage!r} model (the stage in its {CONFIG_FILE}), "
+                                     f"not a {stage!r}")
     params_path = os.path.join(directory, PARAMS_FILE)
     data = _read_checked(params_path, _read_manifest(os.path.join(directory, MANIFEST_FILE)))
     params = _params_from_bytes(data, params_path)
@@ -104,12 +100,16 @@ def _asset_note(path: str | os.PathLike) -> str:
 def _read_json_object(path: str) -> dict:
     try:
         with open(path, encoding="utf-8") as f:
-            value = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            value = json.load(f, parse_constant=_reject_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as e:
         raise ExportError(path, f"not valid JSON ({e})") from e
     if not isinstance(value, dict):
         raise ExportError(path, f"expected a JSON object, got {type(value).__name__}")
     return value
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number (strict JSON has no NaN or Infinity)")
 
 
 def _read_config(path: str) -> ml_collections.ConfigDict:
@@ -130,8 +130,8 @@ def _read_manifest(path: str) -> dict[str, Any]:
     ok = (isinstance(entry, dict) and isinstance(entry.get("bytes"), int) and isinstance(entry.get("sha256"), str)
           and len(entry["sha256"]) == 64)
     if not ok:
-        raise ExportError(path, f'expected {{"files": {{"{PARAMS_FILE}": {{"bytes": int, "sha256": 64 hex digits}}}}}}; '
-                                f"got {entry!r}")
+        expected = f'{{"files": {{"{PARAMS_FILE}": {{"bytes": int, "sha256": 64 hex digits}}}}}}'
+        raise ExportError(path, f"expected {expected}; got {entry!r}")
     return entry
 
 
@@ -158,18 +158,30 @@ def _params_from_bytes(data: bytes, path: str) -> dict:
         raise ExportError(path, f"not a flax msgpack file ({type(e).__name__}: {e})") from e
     if not isinstance(params, dict) or not params:
         raise ExportError(path, f"expected a non-empty dict of parameter arrays, got {_describe(params)}")
-    leaves = jax.tree_util.tree_leaves_with_path(params, is_leaf=lambda x: not isinstance(x, dict))
-    if not leaves:
+    if not _check_tree(params, "", path):
         raise ExportError(path, "holds no parameter arrays (only empty dicts)")
-    for key_path, leaf in leaves:
-        name = jax.tree_util.keystr(key_path)
-        if not isinstance(leaf, np.ndarray) or not _is_real_float(leaf.dtype):
-            raise ExportError(path, f"parameter {name} is {_describe(leaf)}; expected a real floating array "
-                                    "(launch/export.py writes float32)")
-        if not np.all(np.isfinite(leaf)):
-            raise ExportError(path, f"parameter {name} has {int(np.size(leaf) - np.isfinite(leaf).sum())} "
-                                    "non-finite values (NaN or inf)")
     return params
+
+
+def _check_tree(node: dict, name: str, path: str) -> int:
+    """Checks a params subtree (string keys; leaves finite real floating arrays); returns its leaf count."""
+    count = 0
+    for key, value in node.items():
+        if not isinstance(key, str):
+            raise ExportError(path, f"key {key!r} under {name or 'the root'} is {type(key).__name__}; expected "
+                                    "parameter names (strings)")
+        child = f"{name}['{key}']"
+        if isinstance(value, dict):
+            count += _check_tree(value, child, path)
+            continue
+        if not isinstance(value, np.ndarray) or not _is_real_float(value.dtype):
+            raise ExportError(path, f"parameter {child} is {_describe(value)}; expected a real floating array "
+                                    "(launch/export.py writes float32)")
+        if not np.all(np.isfinite(value)):
+            raise ExportError(path, f"parameter {child} has {int(value.size - np.isfinite(value).sum())} "
+                                    "non-finite values (NaN or inf)")
+        count += 1
+    return count
 
 
 def _is_real_float(dtype: np.dtype) -> bool:

@@ -23,6 +23,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from worldscape_jax.errors import CheckpointError
 from worldscape_jax.inference.loading import CONFIG_FILE, LOG_FILE, MANIFEST_FILE, PARAMS_FILE, manifest_of
 from worldscape_jax.training.checkpointing import Checkpointer
 from worldscape_jax.training.loop import abstract_target, build
@@ -52,7 +53,8 @@ def restore_trained_params(config: ml_collections.ConfigDict, workdir: str | os.
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.checkpoint.keep, async_save=False)
     restored = ckpt.restore_latest(abstract_target(setup), None)
     if restored is None:
-        raise FileNotFoundError(f"no readable checkpoint under {os.path.join(workdir, 'checkpoints')}")
+        raise CheckpointError(os.path.join(workdir, "checkpoints"), "no readable checkpoint (is --workdir a run "
+                                                                    "directory of this config's stage?)")
     state, step = restored
     params = state.ema_params if (use_ema and state.ema_params is not None) else state.params
     return params, step

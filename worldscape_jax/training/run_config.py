@@ -12,6 +12,7 @@ from typing import Any
 
 import ml_collections
 
+from worldscape_jax.errors import ConfigError
 from worldscape_jax.inference.loading import CONFIG_FILE
 
 
@@ -49,15 +50,15 @@ def resolve_run_config(workdir: str, given: ml_collections.ConfigDict | None) ->
     path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.isfile(path):
         if given is None:
-            raise FileNotFoundError(f"{path} is missing (runs before it was written): pass --config, the stage "
-                                    "config the run was trained with, with the same overrides")
+            raise ConfigError(path, "missing (runs before it was written, or not a run directory): pass --config, "
+                                    "the stage config the run was trained with, with the same overrides")
         return given
     with open(path) as f:
         recorded = ml_collections.ConfigDict(json.load(f))
     if given is not None:
         differences = config_differences(given, recorded)
         if differences:
-            raise ValueError(f"--config differs from the config the run was last started with ({path}), in "
-                             f"{'; '.join(differences)} (given vs recorded); leave out --config to export "
-                             "with the recorded one")
+            raise ConfigError("--config", f"differs from the config the run was last started with ({path}), in "
+                                          f"{'; '.join(differences)} (given vs recorded); leave out --config to "
+                                          "export with the recorded one")
     return recorded
