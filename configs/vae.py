@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import ml_collections
 
+from worldscape_jax.configs.arguments import parse_arg
 from worldscape_jax.models.vae_config import get_vae_config
 from worldscape_jax.training.defaults import trainer_config
 
 
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
-    preset = arg or "tiny"
-    if preset not in ("tiny", "wan2_1"):
-        raise ValueError(f"configs/vae.py: the argument is a VAE preset, 'tiny' or 'wan2_1'; got {arg!r}")
+    preset, _ = parse_arg(arg, "configs/vae.py", ("tiny", "wan2_1"), ())
     tiny = preset == "tiny"
     # tiny: the committed worldscape_jax/assets/vae_tiny (patch shortcut, PCA init) is this config's
     # 3000-step cosine run on random 32x32 crops of 9-frame clips, stopped at step 2250 (24 min) and
@@ -37,6 +36,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         num_clips=512 if tiny else 64, heldout_clips=16,
         crop=32 if tiny else 0,  # > 0: train on random crop x crop windows (cheaper steps; see stages/vae.py)
     ))
+    config.vae_stats = None  # {mean, std} per latent channel: set by launch/export.py (stages/vae.py export_metadata)
     config.shortcut_init = "pca"  # with model.patch_shortcut: start as the PCA autoencoder (stages/vae.py)
     config.loss = ml_collections.ConfigDict(dict(kl_weight=1e-6, freeze_encoder=False))
     config.optim.lr = 5e-4 if tiny else 1e-5

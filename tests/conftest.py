@@ -15,7 +15,7 @@ from worldscape_jax.training.stages import teacher
 def toy_teacher_config(tmp_path):
     """The tiny teacher at a toy size, with a random (untrained) tiny VAE exported to tmp_path."""
     vae_dir = str(tmp_path / "vae")
-    cfg = teacher_config.get_config("tiny")
+    cfg = teacher_config.get_config("tiny,no_turn_warp")  # the plain teacher; tests opt into the turn warp
     export_params(vae_lib.init_params(get_vae_config("tiny"), jax.random.key(0)), vae_dir, vae_configs.get_config("tiny"))
     cfg.vae.checkpoint = vae_dir
     cfg.data.update(frames=5, height=32, width=32, num_clips=3, cache_dir=str(tmp_path / "cache"))

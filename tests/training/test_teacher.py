@@ -13,6 +13,7 @@ import pytest
 from worldscape_jax.configs import teacher as teacher_config
 from worldscape_jax.configs import vae as vae_configs
 from worldscape_jax.data.synthworld import clips, generate_clip, split_of
+from worldscape_jax.geometry.cameras import relative_to_first
 from worldscape_jax.geometry.reprojection import turn_warp
 from worldscape_jax.inference.loading import load_vae
 from worldscape_jax.inference.pixels import to_unit_range
@@ -51,6 +52,13 @@ def test_encode_conditions_layout():
     np.testing.assert_allclose(np.asarray(control[:, 0]), np.asarray(first[:, 0]), atol=1e-5)
 
 
+def cached_arrays(config) -> dict[str, np.ndarray]:
+    """The latent cache of `config` (built if missing) as arrays stacked over its clips."""
+    cache = teacher.build_latent_cache(config)
+    clips_ = [cache[i] for i in range(len(cache))]
+    return {key: np.stack([clip[key] for clip in clips_]) for key in clips_[0]}
+
+
 def test_teacher_trains_on_synthworld_latents(toy_teacher_config, tmp_path):
     """Three trainer steps on a fixed batch (two clips, batch two): the flow loss of that batch, averaged
     over fixed noise draws so that only the params differ, falls below the initial params' loss."""
@@ -63,7 +71,7 @@ def test_teacher_trains_on_synthworld_latents(toy_teacher_config, tmp_path):
     losses = [row["fm_loss"] for row in read_jsonl(os.path.join(workdir, "metrics.jsonl"))]
     assert len(losses) == 3 and all(np.isfinite(losses)) and int(state.step) == 3
     assert config_differences(resolve_run_config(workdir, None), cfg) == []  # what export uses
-    cache = teacher.build_latent_cache(cfg)  # reused from disk, same arrays
+    cache = cached_arrays(cfg)  # reused from disk
     assert cache["latents"].shape == (2, 2, 8, 8, 16) and cache["cond"].shape == (2, 2, 8, 8, 32)
     batch = {k: jnp.asarray(v) for k, v in cache.items()}
     keys = jax.random.split(jax.random.key(123), 16)
@@ -83,16 +91,17 @@ def test_teacher_trains_on_synthworld_latents(toy_teacher_config, tmp_path):
 def test_latent_cache_follows_config_data_families(toy_teacher_config):
     cfg, d = toy_teacher_config, toy_teacher_config.data
     seeds = [s for s in range(d.seed, d.seed + 4 * d.num_clips) if split_of(s) == "train"][: d.num_clips]
-    default = teacher.build_latent_cache(cfg)
-    for i, seed in enumerate(seeds):  # the default mix is generate_clip's own choice, as before the option existed
+    cfg.data.families = clips.NAVIGATION_FAMILIES  # in generate_clip's own order: its default choice
+    default = cached_arrays(cfg)
+    for i, seed in enumerate(seeds):  # poses are cached relative to each clip's first frame (the pipeline's layout)
         reference = generate_clip(seed, d.frames, d.height, d.width, traj_seed=d.seed * 7919 + i)
-        np.testing.assert_allclose(default["c2w"][i], reference["c2w"])
+        np.testing.assert_allclose(default["c2w"][i], relative_to_first(reference["c2w"]), atol=1e-5)
     cfg.data.families = ("keys",)
-    keys = teacher.build_latent_cache(cfg)
+    keys = cached_arrays(cfg)
     for i in range(len(seeds)):
         traj_seed = d.seed * 7919 + i
-        np.testing.assert_allclose(keys["c2w"][i], clips.family_path("keys", d.frames, traj_seed,
-                                                                     clips.start_pose(traj_seed)), atol=1e-6)
+        path = clips.family_path("keys", d.frames, traj_seed, clips.start_pose(traj_seed))
+        np.testing.assert_allclose(keys["c2w"][i], relative_to_first(path), atol=1e-5)
     cfg.data.families = ("keys", "fly")
     with pytest.raises(ValueError, match="config.data.families.*'fly'"):
         teacher.build_latent_cache(cfg)
@@ -100,23 +109,23 @@ def test_latent_cache_follows_config_data_families(toy_teacher_config):
 
 def test_retrained_vae_at_the_same_path_gets_a_new_latent_cache(toy_teacher_config):
     cfg = toy_teacher_config
-    first = teacher.build_latent_cache(cfg)
+    first = cached_arrays(cfg)
     retrained = vae_lib.init_params(get_vae_config("tiny"), jax.random.key(7))
     export_params(retrained, cfg.vae.checkpoint, vae_configs.get_config("tiny"))
-    second = teacher.build_latent_cache(cfg)
+    second = cached_arrays(cfg)
     assert len(os.listdir(cfg.data.cache_dir)) == 2
     assert not np.allclose(first["latents"], second["latents"])
 
 
 def test_decoder_only_change_keeps_the_latent_cache(toy_teacher_config):
     cfg = toy_teacher_config
-    first = teacher.build_latent_cache(cfg)
+    first = cached_arrays(cfg)
     params, _ = load_vae(cfg.vae.checkpoint, cfg.vae.preset)
     tuned = dict(params, decoder=jax.tree.map(lambda p: p + 0.1, params["decoder"]))
     export_params(tuned, cfg.vae.checkpoint, vae_configs.get_config("tiny"))
     assert not np.array_equal(jax.tree.leaves(load_vae(cfg.vae.checkpoint, cfg.vae.preset)[0]["decoder"])[0],
                               jax.tree.leaves(params["decoder"])[0])
-    second = teacher.build_latent_cache(cfg)
+    second = cached_arrays(cfg)
     assert len(os.listdir(cfg.data.cache_dir)) == 1
     np.testing.assert_array_equal(first["latents"], second["latents"])
 
@@ -139,14 +148,14 @@ def test_ray_turn_variant_feeds_nine_channels_per_frame_to_the_camera_encoder(to
 
 def test_turn_warp_teacher_caches_the_encoded_warp_and_trains(toy_teacher_config, tmp_path):
     vae = load_vae(toy_teacher_config.vae.checkpoint)
-    plain_cache = teacher._cache_path(toy_teacher_config, vae)
+    plain_cache = teacher.latent_cache_dir(toy_teacher_config, vae)
     cfg = toy_teacher_config
     cfg.model = teacher_config.get_config("tiny,turn_warp").model
     cfg.model.num_layers = 1
     assert cfg.model.in_dim == 4 * cfg.model.out_dim
-    assert teacher._cache_path(cfg, vae) != plain_cache
+    assert teacher.latent_cache_dir(cfg, vae) != plain_cache
     train(cfg, str(tmp_path / "run"))
-    cache = teacher.build_latent_cache(cfg)
+    cache = cached_arrays(cfg)
     d = cfg.data
     seed = [s for s in range(d.seed, d.seed + 12) if split_of(s) == "train"][1]
     clip = generate_clip(seed, d.frames, d.height, d.width, traj_seed=d.seed * 7919 + 1)

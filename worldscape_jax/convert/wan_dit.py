@@ -116,7 +116,11 @@ LEAF_RULES = _leaf_rules()
 
 
 def _dit_config(cfg: Any) -> DiTConfig:
-    return cfg if isinstance(cfg, DiTConfig) else DiTConfig.from_config(cfg)
+    c = cfg if isinstance(cfg, DiTConfig) else DiTConfig.from_config(cfg)
+    if not c.scan_layers:
+        raise ValueError("convert: the converter writes scanned blocks; convert with scan_layers=True and turn the "
+                         "params into the unrolled layout with models.dit.unroll_params")
+    return c
 
 
 def _example_inputs(cfg: Any) -> tuple[tuple, dict]:
@@ -130,8 +134,8 @@ def _example_inputs(cfg: Any) -> tuple[tuple, dict]:
     if c.image_branch:
         kwargs["clip"] = jnp.zeros((1, 1, c.clip_dim))
     if c.camera:
-        plucker = 6 if isinstance(cfg, DiTConfig) else int(cfg.camera.get("plucker_channels", 6))
-        kwargs["camera"] = jnp.zeros((1, pt, ph * c.vae_stride[1], pw * c.vae_stride[2], plucker * c.vae_stride[0]))
+        kwargs["camera"] = jnp.zeros((1, pt, ph * c.vae_stride[1], pw * c.vae_stride[2],
+                                      c.camera_plucker_channels * c.vae_stride[0]))
     return (x, jnp.zeros((1, pt)), jnp.zeros((1, 1, c.text_dim))), kwargs
 
 

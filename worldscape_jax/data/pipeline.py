@@ -146,6 +146,12 @@ def source_name(source: Any) -> str:
 
 def make_dataset(source: Sequence[dict] | Any, config: PipelineConfig) -> grain.MapDataset:
     """The batched MapDataset (random access by batch index) for `source` under `config`."""
+    return make_examples(source, config).batch(config.batch_size, drop_remainder=True)
+
+
+def make_examples(source: Sequence[dict] | Any, config: PipelineConfig) -> grain.MapDataset:
+    """The pipeline before batching: fixed-shape examples, random access by example index (a cache that
+    encodes every clip once reads these in order, with `shuffle=False, num_epochs=1`)."""
     index, count = shard_bounds(config)
     dataset = grain.MapDataset.source(source)[index::count]
     if len(dataset) == 0:
@@ -154,8 +160,7 @@ def make_dataset(source: Sequence[dict] | Any, config: PipelineConfig) -> grain.
     if config.shuffle:
         dataset = dataset.shuffle(seed=config.seed)
     dataset = dataset.repeat(config.num_epochs)
-    dataset = dataset.random_map(ClipToExample(config, source_name(source)), seed=config.seed)
-    return dataset.batch(config.batch_size, drop_remainder=True)
+    return dataset.random_map(ClipToExample(config, source_name(source)), seed=config.seed)
 
 
 def make_iterator(source: Sequence[dict] | Any, config: PipelineConfig) -> grain.DatasetIterator:

@@ -48,12 +48,12 @@ def camera_rays(config, c2w: Float[Array, "b f 4 4"], intrinsics: Float[Array, "
     """The camera encoder's input: Plücker rays (and each pixel's ray turn, with `camera.ray_turn`)."""
     d = config.data
     return camera_input(c2w, intrinsics, d.height, d.width, config.model.vae_stride[0],
-                        with_ray_turn=config.model.camera.get("ray_turn", False))
+                        with_ray_turn=config.model.camera.ray_turn)
 
 
 def uses_turn_warp(config) -> bool:
     """Whether the teacher takes the first frame re-projected through each frame's turn as input channels."""
-    return config.model.camera.get("turn_warp", False)
+    return config.model.camera.turn_warp
 
 
 def model_cond(cond: Float[Array, "b t h w c"], warp: Float[Array, "b t h w z"] | None) -> Float[Array, "b t h w d"]:
@@ -97,7 +97,7 @@ def generate(params: Any, config, vae: tuple[Any, VAEConfig], first_frames: Floa
 
     noise = jax.random.normal(rng, (b, t, h, w, config.model.out_dim))
     first_latent = None
-    if config.flow.get("clean_first_latent", False):
+    if config.flow.clean_first_latent:
         first_latent = first_frame_latent(cond_latents, vae_config)
     latents = samplers.euler_sample(denoise, noise, flow.inference_sigmas(steps, s.shift), camera,
                                     jax.tree.map(jnp.zeros_like, camera), guidance, clean_prefix=first_latent)

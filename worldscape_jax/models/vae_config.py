@@ -8,6 +8,7 @@ latents the DiT sees: z = (mu - mean) / std, and back with mu = z * std + mean (
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 # Per-channel statistics of the official Wan2.1 VAE latents (WanVAE in wan/modules/vae.py).
 WAN2_1_LATENT_MEAN = (
@@ -53,6 +54,22 @@ class VAEConfig:
                 raise ValueError(f"VAEConfig.{name} needs z_dim = {self.z_dim} values, got {len(getattr(self, name))}")
         if min(self.latent_std) <= 0:
             raise ValueError(f"VAEConfig.latent_std must be positive, got {self.latent_std}")
+
+    @classmethod
+    def from_config(cls, model: Any, stats: Any = None) -> "VAEConfig":
+        """The preset `model.preset` with every other field of `model` (configs/vae.py's `config.model`)
+        overriding it, and the latent statistics from `stats` ({mean, std}: an export's `vae_stats`).
+        A field this class does not have is refused by name, never dropped."""
+        overrides = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in dict(model).items()}
+        preset = overrides.pop("preset", None)
+        fields = {f.name for f in dataclasses.fields(cls)} - {"latent_mean", "latent_std"}
+        unknown = sorted(set(overrides) - fields)
+        if preset is None or unknown:
+            raise ValueError(f"VAE config: config.model needs `preset` and any of {sorted(fields)} "
+                             f"(models/vae_config.py VAEConfig); got unknown fields {unknown}, preset {preset!r}")
+        if stats is not None:
+            overrides.update(latent_mean=tuple(stats["mean"]), latent_std=tuple(stats["std"]))
+        return dataclasses.replace(get_vae_config(preset), **overrides)
 
     @property
     def temporal_factor(self) -> int:
@@ -107,12 +124,4 @@ def vae_config(config) -> VAEConfig:
     """The VAEConfig of a VAE stage config (configs/vae.py) or of its export: the preset named by
     `config.model.preset`, with any other `config.model` field overriding it (e.g. `--config.model.dim=16`)
     and the export's measured `vae_stats` as latent statistics, so loading rebuilds the trained shape."""
-    overrides = {k: tuple(v) if isinstance(v, (list, tuple)) else v
-                 for k, v in config.model.items() if k != "preset"}
-    stats = config.get("vae_stats")
-    if stats is not None:
-        overrides.update(latent_mean=tuple(stats["mean"]), latent_std=tuple(stats["std"]))
-    try:
-        return dataclasses.replace(get_vae_config(config.model.preset), **overrides)
-    except TypeError as e:
-        raise ValueError(f"config.model: {e}; fields are those of VAEConfig (models/vae_config.py)") from e
+    return VAEConfig.from_config(config.model, config.vae_stats)

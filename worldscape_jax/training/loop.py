@@ -163,7 +163,7 @@ def restore_or_init(setup: Setup, config: Any, ckpt: Checkpointer, data_iter: An
     if restored is not None:
         return restored
     state = initial_state(setup, config)
-    if config.get("init_from"):
+    if config.init_from:
         state = start_from_export(state, setup, config.init_from)
     return state, 0
 
@@ -189,6 +189,10 @@ def train(config: Any, workdir: str, hooks: Sequence[tuple[int, Hook]] = ()) -> 
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint.keep, config.checkpoint.async_save)
     writer = train_logging.MetricWriter(workdir, tensorboard=config.log.tensorboard)
     state, step = restore_or_init(setup, config, ckpt, data_iter)
+    if step >= config.total_steps and jax.process_index() == 0:
+        print(f"train: {workdir} already finished (its checkpoint is at step {step}, config.total_steps is "
+              f"{config.total_steps}); nothing to train. Raise --config.total_steps to continue it, or give a "
+              "new --workdir for a fresh run.")
     writer.truncate_after(step)
     write_run_summary(setup, state, workdir, config)
     progress = train_logging.Progress(step, config.total_steps, config.global_batch, config.log.progress)

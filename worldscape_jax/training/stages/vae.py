@@ -50,7 +50,7 @@ def init_params(rng, config):
     video = jnp.zeros((1, d.frames, d.height, d.width, 3), jnp.float32)
     vae_cfg = vae_config(config)
     params = WanVAE(vae_cfg).init(jax.random.key(seed, impl="rbg"), video)["params"]
-    init = config.get("shortcut_init", "random")
+    init = config.shortcut_init
     if init not in ("random", "pca"):
         raise ValueError(f"config.shortcut_init={init!r}: expected 'random' or 'pca'")
     if vae_cfg.patch_shortcut and init == "pca":
@@ -120,7 +120,7 @@ def loss_fn(params, batch, rng, config):
     model = WanVAE(vae_config(config))
     video = to_signed(batch["video"])
     mu, log_var, _ = model.apply({"params": params}, video, method=WanVAE.encode_moments)
-    if config.loss.get("freeze_encoder", False):
+    if config.loss.freeze_encoder:
         if config.optim.weight_decay:
             raise ValueError(f"config.loss.freeze_encoder needs config.optim.weight_decay = 0 (got "
                              f"{config.optim.weight_decay}): decay would still shrink the frozen encoder")
@@ -154,7 +154,7 @@ def _clips(split: str, count: int, frames: int, height: int, width: int) -> np.n
 def make_dataset(config, process_index, process_count):
     """Batches {'video': uint8 [B, F, H, W, 3]} of train clips, reshuffled every epoch by a seeded permutation."""
     d = config.data
-    crop = int(d.get("crop", 0))
+    crop = int(d.crop)
     if crop and not 0 < crop <= min(d.height, d.width):
         raise ValueError(f"config.data.crop={crop}: must be 0 (whole frames) or at most "
                          f"min(height, width) = {min(d.height, d.width)}")
