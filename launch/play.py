@@ -18,6 +18,8 @@ from worldscape_jax import cli
 
 _ENGINE = flags.DEFINE_enum("engine", "model", ["model", "synthworld"],
                             "model: the causal student's stream step; synthworld: render the real scene.")
+_MEMORY = flags.DEFINE_enum("memory", "maco", ["maco", "rolling"], "For --engine=model: the KV cache, MACO "
+                            "(sink, memory pool, local window) or rolling (sink and the most recent frames).")
 _MODEL = flags.DEFINE_string("model", "asset:student_tiny", "Exported student (launch/export.py) or asset:NAME "
                              "for --engine=model; 'random' runs the student architecture at random init.")
 _PORT = flags.DEFINE_integer("port", 8765, "Port on 127.0.0.1.")
@@ -35,7 +37,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     from worldscape_jax.play.engine_factory import make_engine
 
-    engine = make_engine(_ENGINE.value, _MODEL.value)
+    engine = make_engine(_ENGINE.value, _MODEL.value, _MEMORY.value)
     if _KEYS.value is None:
         from worldscape_jax.play.server import serve
 
