@@ -3,17 +3,22 @@ code at a size a 2-core CPU trains in minutes. Variants are comma-separated afte
 
   get_config("wan1_3b")                 # T2V: 16 input channels, text cross-attention only
   get_config("wan1_3b,fun_control")     # Fun-Control: 48 input channels + the CLIP image branch
+  get_config("wan1_3b,i2v")             # Wan2.1-I2V's layout: 36 input channels + the CLIP image branch
   get_config("tiny,camera")             # with the Plücker camera encoder
-  get_config("tiny,control,camera")     # the tiny teacher: 48 channels without CLIP, camera encoder
-  get_config("tiny,control,camera,ray_turn")  # + each pixel's ray turn in the camera input (experimental)
-  get_config("tiny,control,camera,turn_warp")  # + the first frame warped by each frame's turn (experimental)
+  get_config("tiny,control,camera")     # 48 channels without CLIP, camera encoder
+  get_config("tiny,control,camera,turn_warp")  # + the first frame warped by each frame's turn: the
+                                        # committed tiny teacher (worldscape_jax/assets/teacher_tiny)
+  get_config("tiny,control,camera,ray_turn")   # + each pixel's ray turn in the camera input (experimental)
 
+Every field `models.dit.DiTConfig` reads is declared here; `DiTConfig.from_config` refuses any other.
 Stage configs embed this under `config.model`.
 """
 
 from __future__ import annotations
 
 import ml_collections
+
+from worldscape_jax.configs.arguments import parse_arg
 
 
 def _wan1_3b() -> ml_collections.ConfigDict:
@@ -40,35 +45,42 @@ def _tiny() -> ml_collections.ConfigDict:
 
 
 SCALES = {"wan1_3b": _wan1_3b, "tiny": _tiny}
+VARIANTS = ("fun_control", "i2v", "control", "camera", "ray_turn", "turn_warp", "bf16")
 
 
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
-    scale, *variants = [a for a in arg.split(",") if a]
-    if scale not in SCALES:
-        raise ValueError(f"configs/dit.py: unknown scale {scale!r}; expected one of {sorted(SCALES)}")
+    scale, variants = parse_arg(arg, "configs/dit.py", tuple(SCALES), VARIANTS)
     cfg = SCALES[scale]()
-    cfg.camera = ml_collections.ConfigDict(dict(enabled=False, plucker_channels=6, res_blocks=1))
+    cfg.camera = ml_collections.ConfigDict(dict(
+        enabled=False, res_blocks=1,
+        plucker_channels=6,  # per pixel and frame: [o x d, d]; 9 with ray_turn
+        ray_turn=False,  # geometry.plucker.ray_turn: 3 more channels, how far each pixel's ray turned
+        turn_warp=False,  # geometry.reprojection.turn_warp: the warped first frame on 16 more input channels
+    ))
     cfg.attention_impl = "xla"
     cfg.remat_policy = "none"  # none | full | dots | save_attention
+    # True: one scanned block (fast compile, params stacked on a leading 'layers' axis); False: unrolled
+    # blocks_0 ... blocks_{L-1}, so `capture_intermediates` sees inside each block (models/dit.py).
     cfg.scan_layers = True
     cfg.dtype = "float32"  # compute dtype; parameters stay float32
     for variant in variants:
         if variant == "fun_control":  # Wan2.1-Fun-Control: 48 channels and the CLIP image branch
             cfg.in_dim = 3 * cfg.out_dim
             cfg.image_branch = True
+        elif variant == "i2v":  # Wan2.1-I2V: 36 channels (noise, mask, image latent) and the CLIP image branch
+            cfg.in_dim = 2 * cfg.out_dim + cfg.vae_stride[0]  # the mask: one channel per pixel frame of a latent
+            cfg.image_branch = True
         elif variant == "control":  # the same 48-channel layout without CLIP (SynthWorld has no CLIP)
             cfg.in_dim = 3 * cfg.out_dim
         elif variant == "camera":
             cfg.camera.enabled = True
-        elif variant == "ray_turn":  # geometry.plucker.ray_turn: 3 more camera channels (absent = off)
+        elif variant == "ray_turn":
             cfg.camera.ray_turn = True
             cfg.camera.plucker_channels = 9
-        elif variant == "turn_warp":  # geometry.reprojection.turn_warp: 16 more input channels (absent = off)
+        elif variant == "turn_warp":
             cfg.camera.turn_warp = True
         elif variant == "bf16":
             cfg.dtype = "bfloat16"
-        else:
-            raise ValueError(f"configs/dit.py: unknown variant {variant!r}; expected fun_control, control, camera, ray_turn, turn_warp or bf16")
-    if cfg.camera.get("turn_warp", False):
+    if cfg.camera.turn_warp:
         cfg.in_dim += cfg.out_dim
     return cfg

@@ -12,14 +12,15 @@ from __future__ import annotations
 import ml_collections
 
 from worldscape_jax.configs import dit
+from worldscape_jax.configs.arguments import parse_arg
 from worldscape_jax.training.defaults import trainer_config
 
 
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
-    scale = (arg or "tiny").split(",")[0]
+    scale, variants = parse_arg(arg, "configs/flow_dit.py", tuple(dit.SCALES), dit.VARIANTS)
     config = trainer_config("flow_dit", total_steps=2000 if scale == "tiny" else 20000,
                             global_batch=8 if scale == "tiny" else 64)
-    config.model = dit.get_config(arg or "tiny")
+    config.model = dit.get_config(",".join([scale, *variants]))
     config.data = ml_collections.ConfigDict(dict(frames=4, size=16 if scale == "tiny" else 60, seed=0))
     config.flow = ml_collections.ConfigDict(dict(
         distribution="logit_normal", shift=1.0 if scale == "tiny" else 5.0, per_frame=False,

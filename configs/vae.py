@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import ml_collections
 
+from worldscape_jax.configs.arguments import parse_arg
 from worldscape_jax.models.vae_config import get_vae_config
 from worldscape_jax.training.defaults import trainer_config
 
 
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
-    preset = arg or "tiny"
-    if preset not in ("tiny", "wan2_1"):
-        raise ValueError(f"configs/vae.py: the argument is a VAE preset, 'tiny' or 'wan2_1'; got {arg!r}")
+    preset, _ = parse_arg(arg, "configs/vae.py", ("tiny", "wan2_1"), ())
     tiny = preset == "tiny"
     # tiny: the committed worldscape_jax/assets/vae_tiny (patch shortcut, PCA init) is this config's
     # 3000-step cosine run on random 32x32 crops of 9-frame clips, stopped at step 2250 (24 min) and
@@ -25,9 +24,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     #   python launch/train.py --config configs/vae.py:tiny --workdir runs/vae_tiny --config.stop_at_step=2250
     #   python launch/train.py --config configs/vae.py:tiny --workdir runs/vae_tiny --config.data.frames=17
     # The export's config.json and metrics.jsonl record the run, history_phase1_* its 9-frame part.
-    # The VAE before it (no shortcut, 26.5 dB; in git history as assets/vae_tiny_v1):
-    # 1000 steps on whole 5-frame clips, 220 on 9-frame clips, 2400 on 32x32 crops of 17-frame clips,
-    # then the decoder alone (config.loss.freeze_encoder) for 2000 + 1900 steps on crops.
+    # BENCHMARKS.md ("The committed tiny models") has its figures, and those of the VAE before it.
     config = trainer_config("vae", total_steps=3000 if tiny else 2000, global_batch=8 if tiny else 4)
     shape = get_vae_config(preset)
     # The preset's shape, spelled out so that flags can change it (--config.model.dim=16).
@@ -39,6 +36,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         num_clips=512 if tiny else 64, heldout_clips=16,
         crop=32 if tiny else 0,  # > 0: train on random crop x crop windows (cheaper steps; see stages/vae.py)
     ))
+    config.vae_stats = None  # {mean, std} per latent channel: set by launch/export.py (stages/vae.py export_metadata)
     config.shortcut_init = "pca"  # with model.patch_shortcut: start as the PCA autoencoder (stages/vae.py)
     config.loss = ml_collections.ConfigDict(dict(kl_weight=1e-6, freeze_encoder=False))
     config.optim.lr = 5e-4 if tiny else 1e-5

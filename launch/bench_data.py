@@ -10,7 +10,9 @@ after one warm-up batch each (the on-the-fly source compiles the renderer then).
 import tempfile
 import time
 
-from absl import app, flags
+from absl import flags
+
+from worldscape_jax import cli
 
 flags.DEFINE_integer("num_clips", 32, "Clips in the export / the on-the-fly source.")
 flags.DEFINE_integer("frames", 17, "Frames per stored clip.")
@@ -62,4 +64,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

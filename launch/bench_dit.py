@@ -15,8 +15,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
+from absl import flags
 
+from worldscape_jax import cli
 from worldscape_jax.benchmarking import median_seconds
 from worldscape_jax.training.flops import function_flops
 
@@ -100,4 +101,4 @@ def main(_):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -55,10 +55,10 @@ def bench_one(label: str, scene, scenes, c2w, intrinsics, size: int, supersample
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=64, help="image height and width")
     parser.add_argument("--frames", type=int, default=64, help="frames per render call")
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=7, help="timed runs per case, after one compile run")
     parser.add_argument("--supersample", type=int, default=DEFAULT_SUPERSAMPLE, help="anti-aliased rays per pixel")
     args = parser.parse_args()
     size, frames = args.size, args.frames

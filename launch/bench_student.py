@@ -35,12 +35,15 @@ def _timed(fn, *args):
 def main(argv):
     del argv
     from worldscape_jax.eval.video_eval import evaluate_clip
-    from worldscape_jax.training.export import load_exported, resolve_asset
-    from worldscape_jax.training.stages import student, teacher
+    from worldscape_jax.inference import teacher
+    from worldscape_jax.inference.heldout import heldout_clips
+    from worldscape_jax.inference.loading import load_exported, load_vae
+    from worldscape_jax.inference.pixels import to_unit_range
+    from worldscape_jax.training.stages import student
 
-    t_params, t_config = load_exported(resolve_asset(_TEACHER.value))
-    s_params, s_config = load_exported(resolve_asset(_STUDENT.value))
-    vae = teacher.load_vae(t_config.vae.checkpoint, t_config.vae.preset)
+    t_params, t_config = load_exported(_TEACHER.value, stage="teacher")
+    s_params, s_config = load_exported(_STUDENT.value)
+    vae = load_vae(t_config.vae.checkpoint, t_config.vae.preset)
     # params are arguments, not closure constants: XLA would fold the networks into the program
     teacher_fn = jax.jit(lambda p, v, f, c, k, r: teacher.generate(p, t_config, (v, vae[1]), f, c, k, r))
     student_fn = jax.jit(lambda p, v, f, c, k, r: student.generate(p, s_config, (v, vae[1]), f, c, k, r))
@@ -48,10 +51,10 @@ def main(argv):
               "student": lambda *a: student_fn(s_params, vae[0], *a)}
     rows = {}
     for path in _PATHS.value:
-        clips = teacher.heldout_clips(t_config, _SCENES.value, trajectory=None if path == "mixed" else path)
+        clips = heldout_clips(t_config, _SCENES.value, trajectory=None if path == "mixed" else path)
         scores = {name: {"psnr": [], "ta": [], "seconds": []} for name in models}
         for i, clip in enumerate(clips):
-            args = (teacher.to_unit_range(clip["video"][None, :1]), jax.numpy.asarray(clip["c2w"][None]),
+            args = (to_unit_range(clip["video"][None, :1]), jax.numpy.asarray(clip["c2w"][None]),
                     jax.numpy.asarray(clip["intrinsics"][None]), jax.random.key(i))
             for name, fn in models.items():
                 if not scores[name]["seconds"] and not rows:

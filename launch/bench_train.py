@@ -16,6 +16,8 @@ import time
 from absl import app, flags
 from ml_collections import config_flags
 
+from worldscape_jax import cli
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Stage config file, e.g. configs/flow_dit.py:tiny.", lock_config=True)
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps.")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")
@@ -81,4 +83,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

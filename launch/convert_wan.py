@@ -1,4 +1,4 @@
-"""Convert an official Wan2.1 DiT checkpoint to our Flax params, saved as an Orbax checkpoint.
+r"""Convert an official Wan2.1 DiT checkpoint to our Flax params, saved as an Orbax checkpoint.
 
   python launch/convert_wan.py --checkpoint Wan2.1-T2V-1.3B/ --config configs/dit.py:wan1_3b --out ckpt/wan1_3b
   python launch/convert_wan.py --checkpoint Wan2.1-Fun-1.3B-Control/diffusion_pytorch_model.safetensors \
@@ -24,6 +24,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from worldscape_jax import cli
 from worldscape_jax.convert import checkpoint_io
 from worldscape_jax.convert.state_dict import ConversionError
 from worldscape_jax.convert.torch_zip import TorchFormatError
@@ -90,4 +91,4 @@ def _size_gb(directory: str) -> float:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

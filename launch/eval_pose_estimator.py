@@ -15,9 +15,10 @@ import os
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 from tqdm import tqdm
 
+from worldscape_jax import cli
 from worldscape_jax.data.synthworld.clips import DEFAULT_SUPERSAMPLE, NAVIGATION_FAMILIES, generate_clip, split_of
 from worldscape_jax.eval.pose_estimation import estimate_trajectory
 from worldscape_jax.eval.trajectory import trajectory_accuracy
@@ -62,4 +63,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

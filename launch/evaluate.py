@@ -13,9 +13,10 @@ import glob
 import os
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 from tqdm import tqdm
 
+from worldscape_jax import cli
 from worldscape_jax.eval import report, video_eval
 
 _DATA = flags.DEFINE_string("data", None, "An .npz file or a directory of .npz files (see the module docstring).")
@@ -65,4 +66,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -14,6 +14,8 @@ import os
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from worldscape_jax import cli
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Optional: the stage config the run was trained with "
                                           "(checked against WORKDIR/config.json; needed for older runs).",
                                           lock_config=True)
@@ -31,7 +33,8 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)
-    from worldscape_jax.training.export import export_params, resolve_run_config, restore_trained_params
+    from worldscape_jax.training.export import export_params, restore_trained_params
+    from worldscape_jax.training.run_config import resolve_run_config
     from worldscape_jax.training.stages import get_stage
 
     given = None if _CONFIG.value is None else _CONFIG.value.copy_and_resolve_references()
@@ -50,4 +53,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -23,6 +23,10 @@ import numpy as np
 from absl import app, flags, logging
 from tqdm import tqdm
 
+from worldscape_jax import cli
+from worldscape_jax.data.synthworld.clips import FAMILIES
+from worldscape_jax.geometry.actions import num_frames_of
+
 _TEACHER = flags.DEFINE_string("teacher", "asset:teacher_tiny", "Exported teacher (launch/export.py) or asset:NAME.")
 _MODEL = flags.DEFINE_string("model", None, "Exported model to run instead of --teacher: a teacher, or a causal "
                              "student (asset:student_tiny), which rolls out chunk by chunk over its KV cache and "
@@ -31,11 +35,11 @@ _ACTIONS = flags.DEFINE_string("actions", "w,q", "Keys per latent frame, e.g. 'w
                                "trajectory family (forward, pan, orbit, there_and_back, random_walk, static, keys); "
                                "or 'mixed': each scene's own navigation family (one of the first five), the "
                                "teacher's held-out evaluation set.")
-_SCENES = flags.DEFINE_integer("scenes", 1, "Number of held-out scenes.")
+_SCENES = flags.DEFINE_integer("scenes", 1, "Number of held-out scenes.", lower_bound=1)
 _FIRST_SCENE = flags.DEFINE_integer("first_scene", 0, "Index of the first held-out scene (tune sampler settings "
-                                    "on scenes that the reported figures do not use).")
+                                    "on scenes that the reported figures do not use).", lower_bound=0)
 _OUT = flags.DEFINE_string("out", "runs/demo", "Output directory.")
-_STEPS = flags.DEFINE_integer("steps", None, "Sampling steps (default: the config's).")
+_STEPS = flags.DEFINE_integer("steps", None, "Sampling steps (default: the config's).", lower_bound=1)
 _GUIDANCE = flags.DEFINE_float("guidance", None, "Camera guidance scale (default: the config's).")
 _SHIFT = flags.DEFINE_float("shift", None, "Shift of the sampling sigmas (default: the config's sample.shift).")
 _ABLATE = flags.DEFINE_bool("ablate_camera", True, "Also generate with the camera input zeroed and score it.")
@@ -45,8 +49,15 @@ _VAE_CEILING = flags.DEFINE_bool("vae_ceiling", False, "Score the VAE's reconstr
                                  "metric. No camera ablation then.")
 
 
-def to_uint8(video) -> np.ndarray:
-    return np.asarray(jnp.round((video + 1.0) * 127.5)).clip(0, 255).astype(np.uint8)
+@flags.validator("actions", message="--actions must be 'mixed', a trajectory family or an action string")
+def _check_actions(actions: str) -> bool:
+    """A bad action string raises its own message (which key, which item); a family or 'mixed' passes."""
+    if actions != "mixed" and actions not in FAMILIES:
+        try:
+            num_frames_of(actions)
+        except ValueError as e:
+            raise flags.ValidationError(str(e)) from e
+    return True
 
 
 def side_by_side(generated: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -62,18 +73,21 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     from worldscape_jax.eval.report import write_report
     from worldscape_jax.eval.video_eval import evaluate_clip, summarise
-    from worldscape_jax.data.synthworld.clips import FAMILIES
-    from worldscape_jax.geometry.actions import num_frames_of
+    from worldscape_jax.inference.heldout import heldout_clips
+    from worldscape_jax.inference.loading import load_exported, load_vae
+    from worldscape_jax.inference.pixels import to_uint8, to_unit_range
+    from worldscape_jax.inference.teacher import generate
     from worldscape_jax.models import vae as vae_lib
-    from worldscape_jax.training.export import load_exported
     from worldscape_jax.training.media import write_mp4
-    from worldscape_jax.training.stages import teacher
 
     from worldscape_jax.training.stages import student
 
     model_name = _MODEL.value or _TEACHER.value
-    params, config = load_exported(teacher.resolve_asset(model_name))
+    params, config = load_exported(model_name)
     is_student = student.is_student(config)
+    if not is_student and config.stage != "teacher":
+        raise app.UsageError(f"--model {model_name}: an export of stage {config.stage!r}; expected a teacher or "
+                             "a causal student")
     trajectory = None if _ACTIONS.value == "mixed" else _ACTIONS.value
     frames = config.data.frames if trajectory is None or trajectory in FAMILIES else num_frames_of(trajectory)
     if frames != config.data.frames and not is_student:
@@ -81,25 +95,25 @@ def main(argv):
                              f"{config.data.frames} (1 + 4 * {(config.data.frames - 1) // 4} steps)")
     if _SHIFT.value is not None:
         config.sample.shift = _SHIFT.value
-    vae = teacher.load_vae(config.vae.checkpoint, config.vae.preset)
+    vae = load_vae(config.vae.checkpoint, config.vae.preset)
     if is_student:
         run = jax.jit(lambda first, c2w, k, rng, scale: student.generate(params, config, vae, first, c2w, k, rng))
         with config.unlocked():
             config.data.frames = frames
     else:
-        run = jax.jit(lambda first, c2w, k, rng, scale: teacher.generate(
+        run = jax.jit(lambda first, c2w, k, rng, scale: generate(
             params, config, vae, first, c2w, k, rng, steps=_STEPS.value, guidance=_GUIDANCE.value,
             camera_scale=scale))
     reconstruct = jax.jit(lambda video: vae_lib.decode(vae[0], vae_lib.encode(vae[0], video, vae[1]), vae[1]))
     ablate = _ABLATE.value and not _VAE_CEILING.value and not is_student  # the student has no camera CFG
 
-    clips = teacher.heldout_clips(config, _SCENES.value, trajectory=trajectory, first=_FIRST_SCENE.value)
+    clips = heldout_clips(config, _SCENES.value, trajectory=trajectory, first=_FIRST_SCENE.value)
     results, ablated, generated, ablated_videos = [], [], [], []
     for i, clip in enumerate(tqdm(clips, desc="generate + score", unit="scene")):
-        args = (teacher.to_unit_range(clip["video"][None, :1]), jnp.asarray(clip["c2w"][None]),
+        args = (to_unit_range(clip["video"][None, :1]), jnp.asarray(clip["c2w"][None]),
                 jnp.asarray(clip["intrinsics"][None]), jax.random.key(_SEED.value + i))
         if _VAE_CEILING.value:
-            video = to_uint8(reconstruct(teacher.to_unit_range(clip["video"][None])))[0]
+            video = to_uint8(reconstruct(to_unit_range(clip["video"][None])))[0]
         else:
             video = to_uint8(run(*args, 1.0))[0]
         generated.append(video)
@@ -139,4 +153,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -1,4 +1,4 @@
-"""Writes N SynthWorld clips to ArrayRecord through the TFDS builder (no TensorFlow needed).
+r"""Writes N SynthWorld clips to ArrayRecord through the TFDS builder (no TensorFlow needed).
 
     python launch/make_synthworld.py --out_dir=/tmp/synthworld --num_clips=64 --frames=17 \
         --height=64 --width=64 --kind=navigation
@@ -6,7 +6,9 @@
 Prints the dataset directory; pass it to `worldscape_jax.data.tfds_builder.synthworld_array_record_source`.
 """
 
-from absl import app, flags
+from absl import flags
+
+from worldscape_jax import cli
 
 flags.DEFINE_string("out_dir", None, "Where the TFDS data directory goes.", required=True)
 flags.DEFINE_integer("num_clips", 64, "How many clips (scene seeds first_seed .. first_seed + num_clips - 1).")
@@ -39,4 +41,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

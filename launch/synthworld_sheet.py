@@ -52,12 +52,12 @@ def clip_rows(clip: dict[str, np.ndarray], picks: np.ndarray) -> list[tuple[str,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--num_frames", type=int, default=49)
-    parser.add_argument("--frames_shown", type=int, default=8)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=64, help="clip height and width in pixels")
+    parser.add_argument("--num_frames", type=int, default=49, help="frames per clip (action-string clips have 65)")
+    parser.add_argument("--frames_shown", type=int, default=8, help="evenly spaced frames shown per row")
     parser.add_argument("--scale", type=int, default=2, help="nearest-neighbour upscaling of the sheet")
-    parser.add_argument("--out", default="docs/synthworld_contact_sheet.png")
+    parser.add_argument("--out", default="docs/synthworld_contact_sheet.png", help="where the PNG is written")
     args = parser.parse_args()
     picks = np.linspace(0, args.num_frames - 1, args.frames_shown).round().astype(int)
     label_width = 150

@@ -13,6 +13,8 @@ Resuming is automatic: rerunning with the same --workdir continues from its newe
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from worldscape_jax import cli
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Stage config file, e.g. configs/teacher.py:tiny.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics.jsonl, tensorboard/, samples/.")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0 for multi-process runs.")
@@ -49,4 +51,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

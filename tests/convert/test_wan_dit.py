@@ -47,6 +47,11 @@ def fun_state_dict():
     return ref.random_state_dict(tiny_shapes(in_dim=48, image_branch=True), seed=1)
 
 
+@pytest.fixture(scope="module")
+def i2v_state_dict():
+    return ref.random_state_dict(tiny_shapes(in_dim=36, image_branch=True), seed=4)
+
+
 def inputs(in_dim, image_branch, seed=2):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(B, F, H, W, in_dim)).astype(np.float32)
@@ -67,8 +72,9 @@ def run_model(cfg, params, x, t, text, clip=None, camera=None, capture=False):
     return np.asarray(out), jax.tree.map(np.asarray, state["intermediates"])
 
 
-def reference_forward(sd, x, t, text, clip=None):
-    out = ref.wan_forward(sd, np.moveaxis(x, -1, 1), t, text, heads=HEADS, freq_dim=FREQ, clip=clip, layers=LAYERS)
+def reference_forward(sd, x, t, text, clip=None, text_len=None):
+    out = ref.wan_forward(sd, np.moveaxis(x, -1, 1), t, text, heads=HEADS, freq_dim=FREQ, clip=clip, layers=LAYERS,
+                          text_len=text_len)
     return np.moveaxis(out, 1, -1)
 
 
@@ -165,6 +171,34 @@ def test_fun_control_with_image_branch_and_camera_matches_numpy_wan(tmp_path, fu
     assert_close(run_model(cfg, converted.params, x, t, text, clip=clip, camera=camera), reference, "fun-control")
 
 
+def test_i2v_layout_with_image_branch_converts_and_matches_numpy_wan(i2v_state_dict):
+    """Wan2.1-I2V: noise (16) + mask (4) + image latent (16) = 36 input channels, and the CLIP branch."""
+    cfg = get_config("tiny,i2v")
+    converted = dit_params_from_state_dict(i2v_state_dict, cfg)
+    assert converted.report.params_left_at_init == {} and converted.report.keys_ignored == {}
+    assert converted.params["params"]["patch_embedding"]["kernel"].shape == (1, 2, 2, 36, 128)
+    x, t, text, clip = inputs(36, True)
+    assert_close(run_model(cfg, converted.params, x, t, text, clip=clip),
+                 reference_forward(i2v_state_dict, x, t, text, clip), "i2v")
+    with pytest.raises(ConversionError, match=r"(?s)patch_embedding.weight: checkpoint has \(128, 36, 1, 2, 2\)"
+                                              r".*36 = I2V"):
+        dit_params_from_state_dict(i2v_state_dict, get_config("tiny,fun_control"))
+
+
+def test_text_shorter_than_text_len_is_zero_padded_as_wan_does(t2v_state_dict):
+    """Wan2.1 appends zero tokens up to text_len and does not mask them in cross-attention, so three
+    text tokens must give the official result for those tokens padded to 8, not attention over three."""
+    cfg = get_config("tiny")
+    params = dit_params_from_state_dict(t2v_state_dict, cfg).params
+    x, t, text, _ = inputs(16, False)
+    short = text[:, :3]
+    padded = reference_forward(t2v_state_dict, x, t, short, text_len=cfg.text_len)
+    assert_close(run_model(cfg, params, x, t, short), padded, "3 text tokens padded to text_len")
+    assert np.abs(reference_forward(t2v_state_dict, x, t, short) - padded).max() > 1e-2  # the padding matters
+    with pytest.raises(ValueError, match=r"9 tokens, more than config.text_len=8"):
+        run_model(cfg, params, x, t, np.concatenate([text, text[:, :1]], axis=1))
+
+
 def test_every_problem_is_named_in_one_error(t2v_state_dict):
     sd = dict(t2v_state_dict)
     del sd["blocks.2.cross_attn.norm_k.weight"], sd["head.head.bias"]
@@ -223,7 +257,7 @@ def test_cli_writes_an_orbax_checkpoint_that_restores_to_the_converted_params(tm
     assert again.returncode == 1 and "error: converting" in again.stderr and "Traceback" not in again.stderr
 
 
-@pytest.mark.parametrize("variant", ["", ",fun_control"])
+@pytest.mark.parametrize("variant", ["", ",fun_control", ",i2v"])
 def test_wan1_3b_expects_exactly_the_official_keys_and_shapes(variant):
     """At full size (shapes only, nothing allocated): the converter asks for Wan2.1-1.3B's keys and
     shapes as the official naming lists them, in both namings, and the T2V model has 1.419 B params."""

@@ -1,14 +1,23 @@
 """The Wan VAE converter against key lists written here by walking Wan's own module construction."""
 
+import dataclasses
+import os
+import subprocess
+import sys
+
+import jax
 import numpy as np
 import pytest
+import safetensors.numpy
 
+from worldscape_jax.convert import checkpoint_io
 from worldscape_jax.convert.state_dict import ConversionError
 from worldscape_jax.convert.wan_vae import expected_checkpoint_shapes, vae_params_from_state_dict
 from worldscape_jax.models.vae_config import VAEConfig, wan2_1
 
 SMALL = VAEConfig(dim=4, dim_mult=(1, 2, 2), num_res_blocks=1, temporal_downsample=(False, True), z_dim=4,
                   latent_mean=(0.0,) * 4, latent_std=(1.0,) * 4)
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def wan_keys(cfg: VAEConfig) -> list[tuple[str, str, tuple[int, ...]]]:
@@ -84,7 +93,11 @@ def random_state_dict(cfg, naming="original", seed=0):
 
 def test_original_names_fill_every_parameter_with_the_right_layout():
     sd = random_state_dict(SMALL)
-    params = vae_params_from_state_dict(sd, SMALL)
+    params, report = vae_params_from_state_dict(sd, SMALL, source="wan_vae.pth")
+    assert report.tensors_read == len(sd) and report.naming == "original"
+    assert len(report.params_filled) == len(jax.tree.leaves(params)) and report.params_left_at_init == {}
+    assert report.parameter_count == sum(v.size for v in sd.values())
+    assert "checkpoint: wan_vae.pth (original naming)" in report.summary()
     np.testing.assert_array_equal(params["encoder"]["conv1"]["kernel"],
                                   sd["encoder.conv1.weight"].transpose(2, 3, 4, 1, 0))
     # Decoder stage 0 has 2 residual blocks, so flat index 2 is its upsampler (temporal: reversed [False, True]).
@@ -102,9 +115,10 @@ def test_original_names_fill_every_parameter_with_the_right_layout():
 
 
 def test_diffusers_names_give_the_same_params():
-    original = vae_params_from_state_dict(random_state_dict(SMALL, "original"), SMALL)
+    original = vae_params_from_state_dict(random_state_dict(SMALL, "original"), SMALL).params
     diffusers = vae_params_from_state_dict(random_state_dict(SMALL, "diffusers"), SMALL)
-    np.testing.assert_equal(original, diffusers)
+    assert diffusers.report.naming == "diffusers"
+    np.testing.assert_equal(original, diffusers.params)
 
 
 def test_missing_left_over_and_misshaped_keys_are_all_named():
@@ -125,3 +139,26 @@ def test_wan2_1_checkpoint_keys_and_shapes_match_wans_construction(naming):
     column = 0 if naming == "original" else 1
     expected = {entry[column]: entry[2] for entry in wan_keys(wan2_1())}
     assert expected_checkpoint_shapes(wan2_1(), naming) == expected
+
+
+def test_cli_takes_config_overrides_and_prints_the_report(tmp_path):
+    """A VAE of another shape than the preset's, given by --config.model.* overrides as convert_wan.py takes them."""
+    shape = dataclasses.replace(wan2_1(), dim=4, dim_mult=(1, 2, 2), num_res_blocks=1,
+                                temporal_downsample=(False, True))
+    sd = random_state_dict(shape, "diffusers")
+    safetensors.numpy.save_file(sd, str(tmp_path / "vae.safetensors"))
+    script, config = os.path.join(REPO, "launch", "convert_vae.py"), os.path.join(REPO, "configs", "vae.py")
+    command = [sys.executable, script, f"--checkpoint={tmp_path / 'vae.safetensors'}", f"--config={config}:wan2_1"]
+    overrides = ["--config.model.dim=4", "--config.model.dim_mult=(1,2,2)", "--config.model.num_res_blocks=1",
+                 "--config.model.temporal_downsample=(False,True)"]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run([*command, f"--out={tmp_path / 'orbax'}", *overrides], capture_output=True, text=True,
+                            env=env, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for needle in (f"tensors read: {len(sd)}", "(diffusers naming)", "params left at init: none"):
+        assert needle in result.stdout, f"{needle!r} not in:\n{result.stdout}"
+    restored = checkpoint_io.load_params_orbax(tmp_path / "orbax")
+    np.testing.assert_equal(jax.tree.map(np.asarray, restored), vae_params_from_state_dict(sd, shape).params)
+    preset_shape = subprocess.run([*command, f"--out={tmp_path / 'preset'}"], capture_output=True, text=True,
+                                  env=env, cwd=REPO, timeout=300)
+    assert preset_shape.returncode == 1 and "missing from the checkpoint" in preset_shape.stderr

@@ -222,9 +222,17 @@ def unpatchify(out, grid, patch, channels):
     return x.reshape(b, channels, grid[0] * patch[0], grid[1] * patch[1], grid[2] * patch[2])
 
 
-def wan_forward(sd, video, t, context, heads, freq_dim, patch=(1, 2, 2), clip=None, layers=None):
-    """The whole Wan2.1 DiT: video [B, C_in, F, H, W], per-frame t [B, F'] -> velocity [B, C_out, F, H, W]."""
+def pad_text(context, text_len):
+    """What Wan2.1's forward does to the text-encoder output: zeros appended up to text_len tokens."""
+    return np.concatenate([context, np.zeros((context.shape[0], text_len - context.shape[1], context.shape[2]))], 1)
+
+
+def wan_forward(sd, video, t, context, heads, freq_dim, patch=(1, 2, 2), clip=None, layers=None, text_len=None):
+    """The whole Wan2.1 DiT: video [B, C_in, F, H, W], per-frame t [B, F'] -> velocity [B, C_out, F, H, W].
+    With text_len, the context is zero-padded to it first, as the official forward does."""
     _, _, f, h, w = video.shape
+    if text_len is not None:
+        context = pad_text(context, text_len)
     grid = (f // patch[0], h // patch[1], w // patch[2])
     x = patch_embed(sd, video.astype(np.float64), patch)
     e, e0 = time_embeddings(sd, t, freq_dim)

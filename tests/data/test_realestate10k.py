@@ -168,7 +168,7 @@ def test_format_then_parse_is_the_identity(seed, count):
     c2w = random_c2w(rng, count)
     c2w[:, :3, 3] *= 10.0 ** rng.uniform(-3, 3)
     timestamps = np.cumsum(rng.integers(1, 10**6, count))
-    intrinsics = rng.uniform(0.1, 2.0, (count, 4))
+    intrinsics = np.concatenate([rng.uniform(0.1, 2.0, (count, 2)), rng.uniform(0.0, 1.0, (count, 2))], 1)
     poses = re10k.parse_pose_text(re10k.format_pose_text(URL, timestamps, intrinsics, c2w), "written.txt")
     np.testing.assert_array_equal(poses.timestamps_us, timestamps)
     np.testing.assert_allclose(poses.intrinsics, intrinsics, rtol=1e-6)

@@ -88,7 +88,7 @@ def test_frame_count_mismatch(tmp_path):
 
 @pytest.mark.parametrize("line, message", [
     ("1 2 3 0 0 0", "expected 7 numbers"),
-    ("1 2 3 0 0 0 x", "expected 7 numbers"),
+    ("1 2 3 0 0 0 x", r"finite number as field 7 \(qw\).*'x'"),
     ("1 2 inf 0 0 0 1", "finite"),
     ("1 2 3 0 0 0 2", "unit quaternion.*2.000000"),
 ])

@@ -33,9 +33,11 @@ def test_shift_fixes_endpoints_is_monotone_and_matches_self_forcing_table():
     inner = s[1:-1]
     logit = lambda p: np.log(p / (1 - p))
     np.testing.assert_allclose(logit(flow.shift_sigma(inner, 5.0)), logit(inner) + np.log(5.0), atol=1e-9)
-    # Self-Forcing's warped 4-step list: t' = 5u / (1 + 4u) * 1000 for u in [1, .75, .5, .25].
-    u = np.array([1.0, 0.75, 0.5, 0.25])
-    np.testing.assert_allclose(flow.sigma_to_timestep(flow.shift_sigma(u, 5.0)), 5 * u / (1 + 4 * u) * 1000)
+    # Self-Forcing's 4-step student: denoising_step_list [1000, 750, 500, 250] warped through its shift-5
+    # scheduler visits t = [1000, 937.5, 833.3, 625.0] (research notes §1.3, values as written there).
+    self_forcing_timesteps = [1000.0, 937.5, 833.3, 625.0]
+    np.testing.assert_allclose(flow.sigma_to_timestep(flow.inference_sigmas(4, 5.0))[:4], self_forcing_timesteps,
+                               atol=0.05)
 
 
 def test_bad_shift_raises():

@@ -88,20 +88,30 @@ def test_consistency_sampler_predicts_x0_and_renoises_with_fresh_noise():
     out = samplers.consistency_sample(point_oracle(target), jax.random.key(4), noise, sigmas, cond=0.0)
     np.testing.assert_allclose(out, target, atol=1e-5)
 
-    # With an oracle that returns v = x_t (so x0 = (1 - sigma) x_t), the output is (1 - s_K) times
-    # the input of the last step, which is the re-noised previous prediction: check it by hand.
-    def identity_v(x_t, t_frames, cond):
-        return x_t
+    # A denoiser whose x0 prediction is half its input (v = x_t / (2 sigma)), recording what it sees.
+    # In closed form: step k sees x_k = (1 - s_k) x0_{k-1} + s_k eps_k with x0_{k-1} = x_{k-1} / 2, so the
+    # noise it was given is eps_k = (x_k - (1 - s_k) x_{k-1} / 2) / s_k, which must be fresh N(0, 1) noise
+    # each step: unit variance, uncorrelated with the starting noise and with every other step's.
+    seen = []
 
-    rng = jax.random.key(5)
-    got = samplers.consistency_sample(identity_v, rng, noise, sigmas, cond=None)
-    keys = jax.random.split(rng, 4)
-    x = noise
-    nexts = list(np.asarray(sigmas[1:])) + [0.0]
-    for k, s in enumerate(np.asarray(sigmas)):
-        x0 = x - s * x
-        x = (1 - nexts[k]) * x0 + nexts[k] * jax.random.normal(keys[k], x.shape)
-    np.testing.assert_allclose(got, x0, atol=1e-5)
+    def half_x0(x_t, t_frames, cond):
+        jax.debug.callback(lambda x, t: seen.append((np.asarray(x), np.asarray(t))), x_t, t_frames)
+        return 0.5 * x_t / (t_frames / 1000.0)[..., None, None]
+
+    start = jax.random.normal(jax.random.key(5), (2, 3, 32, 32))
+    got = np.asarray(samplers.consistency_sample(half_x0, jax.random.key(6), start, sigmas, cond=None))
+    levels = np.asarray(sigmas)
+    assert len(seen) == 4
+    for (_, t), s in zip(seen, levels):
+        np.testing.assert_allclose(t, np.full((2, 3), 1000 * s), rtol=1e-6)
+    np.testing.assert_array_equal(seen[0][0], start)
+    np.testing.assert_allclose(got, 0.5 * seen[-1][0], rtol=1e-6)  # the output is the last x0 prediction
+    drawn = [np.asarray(start).ravel()]
+    for k in range(1, 4):
+        drawn.append(((seen[k][0] - (1 - levels[k]) * 0.5 * seen[k - 1][0]) / levels[k]).ravel())
+    assert all(abs(e.std() - 1) < 0.05 and abs(e.mean()) < 0.05 for e in drawn[1:])
+    correlations = np.corrcoef(np.stack(drawn))
+    assert np.all(np.abs(correlations[~np.eye(4, dtype=bool)]) < 0.05), correlations
 
 
 def test_bad_schedule_raises():

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from worldscape_jax.data.synthworld import clips
 from worldscape_jax.eval import pose_estimation as pe
 from worldscape_jax.eval.trajectory import trajectory_accuracy
 
@@ -188,7 +189,6 @@ def test_sampson_distance_is_zero_on_the_epipolar_constraint_and_grows_off_it():
 
 def test_estimator_on_synthworld_ground_truth_renders_at_64px():
     # The tiny model's size; anti-aliased renders (generate_clip's default), pans included.
-    clips = pytest.importorskip("worldscape_jax.data.synthworld.clips")
     for family in ("forward", "pan", "orbit", "there_and_back"):
         clip = clips.generate_clip(1, 17, 64, 64, trajectory=family, traj_seed=0)
         estimate = pe.estimate_trajectory(clip["video"], clip["intrinsics"])

@@ -5,9 +5,9 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from worldscape_jax.eval import report, video_eval
-from worldscape_jax.eval.image_metrics import psnr
 
 
 def _clip(seed, frames=9, size=24):
@@ -18,14 +18,27 @@ def _clip(seed, frames=9, size=24):
     return generated, reference, np.broadcast_to(np.eye(4, dtype=np.float32), (frames, 4, 4)).copy()
 
 
+def _offset_clip(frames=9, size=24):
+    """Frame k of the truth is a random image plus 3k; the generated frame k is the truth plus k, and frame
+    0 is off by 50 (it is given, so the clip PSNR must skip it). No value is clipped, so every squared
+    error is a constant per frame: the MSE after frame 0 is mean(k^2), the first-frame baseline's mean((3k)^2)."""
+    base = np.random.default_rng(0).integers(20, 150, (size, size, 3))
+    k = np.arange(frames)[:, None, None, None]
+    reference = (base + 3 * k).astype(np.uint8)
+    offsets = np.where(k == 0, 50, k)
+    generated = (reference + offsets).astype(np.uint8)
+    return generated, reference, np.broadcast_to(np.eye(4, dtype=np.float32), (frames, 4, 4)).copy()
+
+
 def test_evaluate_clip_and_report_files(tmp_path):
-    generated, reference, c2w = _clip(0)
+    generated, reference, c2w = _offset_clip()
     result = video_eval.evaluate_clip(generated, reference, c2w, np.array([1.0, 1.0, 0.5, 0.5]))
-    frame_mse = 10.0 ** (-np.asarray(psnr(generated, reference, 255.0), np.float64)[1:] / 10.0) * 255.0**2
-    expected_psnr = 10.0 * np.log10(255.0**2 / np.mean(frame_mse))  # from the per-frame PSNRs
-    assert abs(result["psnr"] - expected_psnr) < 1e-3
+    k = np.arange(1, 9)
+    assert result["psnr"] == pytest.approx(10 * np.log10(255.0**2 / np.mean(k**2.0)), abs=1e-6)  # 34.07 dB
+    assert result["psnr_first_frame_baseline"] == pytest.approx(10 * np.log10(255.0**2 / np.mean((3.0 * k) ** 2)),
+                                                                abs=1e-6)
+    np.testing.assert_allclose(result["psnr_per_frame"], 10 * np.log10(255.0**2 / np.r_[50, k] ** 2.0), atol=1e-4)
     assert 0.0 < result["ssim"] < 1.0
-    assert result["psnr_first_frame_baseline"] < result["psnr"]  # noise of +-10 beats unrelated frames
     summary = video_eval.summarise([result, result])
     assert summary["num_clips"] == 2 and abs(summary["psnr"] - result["psnr"]) < 1e-9
     paths = report.write_report(str(tmp_path), summary, [result], generated[None], reference[None], c2w[None])

@@ -1,11 +1,13 @@
 """Keyboard actions and trajectory families: parsing, sign conventions, closed forms, properties."""
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from worldscape_jax.geometry import trajectories
-from worldscape_jax.geometry.actions import (KEYS, Action, ActionConfig, actions_to_c2w, num_frames_of,
-                                              parse_actions, random_actions)
+from worldscape_jax.geometry.actions import (HELD_KEY_ORDER, KEYS, Action, ActionConfig, actions_to_c2w,
+                                              advance_heading, held_keys_deltas, num_frames_of, parse_actions,
+                                              random_actions)
 from worldscape_jax.geometry.cameras import validate_c2w
 
 STEP_DEG = np.deg2rad(3.0)
@@ -197,3 +199,20 @@ def test_random_actions_stay_within_distance_and_pitch_limits():
         assert np.abs(pitch_steps).max() <= 2, text
     with pytest.raises(ValueError, match="num_steps"):
         random_actions(0, 0)
+
+
+def test_held_keys_stream_follows_the_action_string_path():
+    """Keys held step by step (the streaming form, in jax) trace the path `actions_to_c2w` integrates in
+    float64; opposite keys held together cancel."""
+    steps = ["wq", "d", "er", "wf", "s", "aq", ".", "w"]
+    expected = actions_to_c2w(",".join(steps))
+    position, yaw, pitch = jnp.zeros((1, 3)), jnp.zeros(1), jnp.zeros(1)
+    poses = []
+    for keys in steps:
+        held = jnp.asarray([[k in keys for k in HELD_KEY_ORDER]])
+        deltas = jnp.repeat(held_keys_deltas(held)[:, None], ActionConfig().frames_per_step, axis=1)
+        chunk, position, yaw, pitch = advance_heading(position, yaw, pitch, deltas)
+        poses.append(chunk[0])
+    np.testing.assert_allclose(np.concatenate(poses), expected[1:], atol=1e-5)
+    both = held_keys_deltas(jnp.asarray([[True, False, True, False, True, True, False, False]]))
+    np.testing.assert_array_equal(np.asarray(both), 0.0)

@@ -115,7 +115,22 @@ def test_bad_inputs_are_named():
         MaskSpec.block_causal(2, window=0)
 
 
-def test_gradients_flow_through_masked_attention():
+def softmax_attention(q, k, v, allowed):
+    """Dense masked softmax attention in plain jnp: the gradients of this textbook form are the reference."""
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(q.shape[-1])
+    logits = jnp.where(allowed[:, None], logits, -1e9)
+    weights = jnp.exp(logits - logits.max(-1, keepdims=True))
+    return jnp.einsum("bhqk,bkhd->bqhd", weights / weights.sum(-1, keepdims=True), v)
+
+
+def test_gradients_through_masked_attention_match_a_naive_softmax():
     q, k, v = map(jnp.asarray, random_qkv(6))
-    loss = lambda q: jnp.sum(attention(q, k, v, MaskSpec.block_causal(5)) ** 2)
-    assert np.all(np.isfinite(np.asarray(jax.grad(loss)(q))))
+    spec = MaskSpec.block_causal(3, window=2, sink=1)
+    kv_valid = jnp.asarray(np.arange(10)[None] < np.array([[10], [8]]))
+    allowed = spec.dense(10, 10)[None] & kv_valid[:, None, :]
+    cotangent = jnp.asarray(np.random.default_rng(7).standard_normal(q.shape), jnp.float32)
+    ours = jax.grad(lambda *a: jnp.sum(attention(*a, spec, kv_valid=kv_valid) * cotangent), argnums=(0, 1, 2))
+    naive = jax.grad(lambda *a: jnp.sum(softmax_attention(*a, allowed) * cotangent), argnums=(0, 1, 2))
+    for name, got, expected in zip("qkv", ours(q, k, v), naive(q, k, v)):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(expected), atol=1e-5, err_msg=f"d loss / d {name}")
+    assert np.all(np.asarray(ours(q, k, v)[1])[1, 8:] == 0)  # invalid keys get no gradient

@@ -155,6 +155,28 @@ def test_stream_decode_equals_batch_decode(config):
         pieces.append(frames[:, np.asarray(valid)])
     assert step._cache_size() == 1  # one compilation serves the first call and every later one
     np.testing.assert_allclose(jnp.concatenate(pieces, 1), batch, rtol=1e-5, atol=1e-5)
+    steady = vae.jit_decode_step(config, clip=False, steady=True)  # what a stream runs after its first frame
+    cache = vae.init_decode_cache(config, 1, (2, 2))
+    frames, _, cache = step(params, cache, latents[:, :1])
+    pieces = [frames[:, -1:]]
+    for t in range(1, latents.shape[1]):
+        frames, valid, cache = steady(params, cache, latents[:, t:t + 1])
+        assert valid.tolist() == [True] * 4
+        pieces.append(frames)
+    np.testing.assert_allclose(jnp.concatenate(pieces, 1), batch, rtol=1e-5, atol=1e-5)
+
+
+def test_decode_and_decode_step_return_the_decoder_output_unclamped_like_wans():
+    """Wan's decoder does not clamp (only its wrapper does): pixels outside [-1, 1] come back as they are."""
+    params = small_params()
+    latents = 8.0 * vae.encode(params, small_video(), SMALL)  # far from the data: pixels leave [-1, 1]
+    raw, _ = vae.WanVAE(SMALL).apply({"params": params}, vae.denormalize_latents(latents, SMALL),
+                                     method=vae.WanVAE.decode_latents)
+    assert np.abs(np.asarray(raw)).max() > 1.5
+    np.testing.assert_array_equal(vae.decode(params, latents, SMALL), raw)
+    frames, valid, _ = vae.jit_decode_step(SMALL)(params, vae.init_decode_cache(SMALL, 1, (2, 2)), latents[:, :1])
+    np.testing.assert_allclose(frames[:, np.asarray(valid)], raw[:, :1], rtol=1e-5, atol=1e-5)
+    assert np.asarray(vae.decode(params, latents, SMALL, clip=True)).max() <= 1.0  # Wan's wrapper, on request
 
 
 @both_designs

@@ -1,15 +1,15 @@
 """Exported models: params, config and log round-trip; missing or unreadable files are named."""
 
 import json
-import os
 
-import jax
 import ml_collections
 import numpy as np
 import pytest
 
-from worldscape_jax.training.export import (config_differences, export_params, load_exported, resolve_asset,
-                                            resolve_run_config, write_run_config)
+from worldscape_jax.errors import ConfigError
+from worldscape_jax.inference.loading import load_exported
+from worldscape_jax.training.export import export_params
+from worldscape_jax.training.run_config import config_differences, resolve_run_config, write_run_config
 
 
 def test_export_round_trip(tmp_path):
@@ -42,7 +42,7 @@ def test_config_differences_name_each_differing_field():
 
 
 def test_export_uses_the_runs_recorded_config_and_rejects_a_different_one(tmp_path):
-    with pytest.raises(FileNotFoundError, match="pass --config"):
+    with pytest.raises(ConfigError, match="pass --config"):
         resolve_run_config(str(tmp_path), None)
     assert resolve_run_config(str(tmp_path), _run_config()).data.frames == 9  # older runs: the given config
     write_run_config(tmp_path, _run_config(families=("keys", "pan")))
@@ -50,19 +50,3 @@ def test_export_uses_the_runs_recorded_config_and_rejects_a_different_one(tmp_pa
     assert resolve_run_config(str(tmp_path), _run_config(families=("keys", "pan"))).total_steps == 10
     with pytest.raises(ValueError, match=r"config.json\), in data.families: \['forward', 'pan'\] vs \['keys', 'pan'\]"):
         resolve_run_config(str(tmp_path), _run_config())
-
-
-def test_missing_and_corrupt_files_are_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="missing params.msgpack"):
-        load_exported(tmp_path)
-    export_params({"w": np.zeros(2)}, tmp_path, ml_collections.ConfigDict({"stage": "x"}))
-    (tmp_path / "params.msgpack").write_bytes(b"\x00not msgpack")
-    with pytest.raises(ValueError, match="params.msgpack: not a flax msgpack file"):
-        load_exported(tmp_path)
-
-
-def test_committed_tiny_vae_asset_loads():
-    params, config = load_exported(resolve_asset("asset:vae_tiny"))
-    assert config.stage == "vae" and len(config.vae_stats["mean"]) == 16
-    assert os.path.isdir(resolve_asset("asset:vae_tiny"))
-    assert sum(np.asarray(p).size for p in jax.tree.leaves(params)) > 1e6

@@ -6,7 +6,8 @@ import pytest
 from trainer_runs import fixture_config, run_in_process
 
 from worldscape_jax.training import loop
-from worldscape_jax.training.export import export_params, load_exported, restore_trained_params
+from worldscape_jax.inference.loading import load_exported
+from worldscape_jax.training.export import export_params, restore_trained_params
 
 
 def test_run_starts_from_exported_params(tmp_path):

@@ -8,6 +8,7 @@ import pytest
 
 from worldscape_jax.configs import student as student_config
 from worldscape_jax.diffusion import flow
+from worldscape_jax.inference.teacher import camera_rays
 from worldscape_jax.training.stages import ode_init, self_forcing, student, teacher
 from worldscape_jax.training.sharding import unbox
 
@@ -117,7 +118,7 @@ def chunk_setup():
     cache = student.new_cache(config, b, (h, h))
     cond = jax.random.normal(jax.random.key(1), (b, 1, h, h, config.model.in_dim - z))
     c2w = jnp.broadcast_to(jnp.eye(4), (b, 5, 4, 4))
-    rays = teacher._camera(config, c2w, jnp.full((b, 5, 4), 0.5))[:, 1:]
+    rays = camera_rays(config, c2w, jnp.full((b, 5, 4), 0.5))[:, 1:]
     noise = jax.random.normal(jax.random.key(2), (b, 1, h, h, z))
     return config, params, cache, cond, rays, noise
 

@@ -13,13 +13,18 @@ import pytest
 from worldscape_jax.configs import teacher as teacher_config
 from worldscape_jax.configs import vae as vae_configs
 from worldscape_jax.data.synthworld import clips, generate_clip, split_of
+from worldscape_jax.geometry.cameras import relative_to_first
 from worldscape_jax.geometry.reprojection import turn_warp
+from worldscape_jax.inference.loading import load_vae
+from worldscape_jax.inference.pixels import to_unit_range
 from worldscape_jax.models import vae as vae_lib
 from worldscape_jax.models.conditioning import control_video, encode_conditions, first_frame_latent
 from worldscape_jax.models.vae_config import get_vae_config
-from worldscape_jax.training.export import config_differences, export_params, resolve_run_config
+from worldscape_jax.training import loop
+from worldscape_jax.training.export import export_params
 from worldscape_jax.training.logging import read_jsonl
 from worldscape_jax.training.loop import train
+from worldscape_jax.training.run_config import config_differences, resolve_run_config
 from worldscape_jax.training.stages import teacher
 
 
@@ -47,57 +52,56 @@ def test_encode_conditions_layout():
     np.testing.assert_allclose(np.asarray(control[:, 0]), np.asarray(first[:, 0]), atol=1e-5)
 
 
-@pytest.fixture
-def toy_teacher_config(tmp_path):
-    """The tiny teacher at a toy size, with a random (untrained) tiny VAE exported to tmp_path."""
-    vae_dir = str(tmp_path / "vae")
-    cfg = teacher_config.get_config("tiny")
-    export_params(vae_lib.init_params(get_vae_config("tiny"), jax.random.key(0)), vae_dir, vae_configs.get_config("tiny"))
-    cfg.vae.checkpoint = vae_dir
-    cfg.data.update(frames=5, height=32, width=32, num_clips=3, cache_dir=str(tmp_path / "cache"))
-    cfg.model.num_layers = 1
-    cfg.global_batch = 2
-    cfg.total_steps = 3
-    cfg.optim.warmup_steps = 1
-    cfg.checkpoint.every_steps = 0
-    cfg.log.every_steps = 1
-    cfg.log.tensorboard = False
-    cfg.log.progress = False
-    cfg.sample.every_steps = 0
-    return cfg
+def cached_arrays(config) -> dict[str, np.ndarray]:
+    """The latent cache of `config` (built if missing) as arrays stacked over its clips."""
+    cache = teacher.build_latent_cache(config)
+    clips_ = [cache[i] for i in range(len(cache))]
+    return {key: np.stack([clip[key] for clip in clips_]) for key in clips_[0]}
 
 
 def test_teacher_trains_on_synthworld_latents(toy_teacher_config, tmp_path):
+    """Three trainer steps on a fixed batch (two clips, batch two): the flow loss of that batch, averaged
+    over fixed noise draws so that only the params differ, falls below the initial params' loss."""
+    cfg = toy_teacher_config
+    cfg.data.num_clips = 2  # every batch is the same two clips
+    cfg.optim.lr = 2e-3
+    initial = loop.initial_state(loop.build(cfg), cfg).params
     workdir = str(tmp_path / "run")
-    state = train(toy_teacher_config, workdir)
+    state = train(cfg, workdir)
     losses = [row["fm_loss"] for row in read_jsonl(os.path.join(workdir, "metrics.jsonl"))]
-    assert len(losses) == 3 and all(np.isfinite(losses))
-    assert config_differences(resolve_run_config(workdir, None), toy_teacher_config) == []  # what export uses
-    cache = teacher.build_latent_cache(toy_teacher_config)  # reused from disk, same arrays
-    assert cache["latents"].shape == (3, 2, 8, 8, 16) and cache["cond"].shape == (3, 2, 8, 8, 32)
-    d = toy_teacher_config.data
-    seed = [s for s in range(d.seed, d.seed + 12) if split_of(s) == "train"][2]
-    clip = generate_clip(seed, d.frames, d.height, d.width, traj_seed=d.seed * 7919 + 2)
-    video = teacher.to_unit_range(clip["video"][None])
-    vae_params, vae_cfg = teacher.load_vae(toy_teacher_config.vae.checkpoint, toy_teacher_config.vae.preset)
-    np.testing.assert_allclose(cache["latents"][2], np.asarray(vae_lib.encode(vae_params, video, vae_cfg))[0],
+    assert len(losses) == 3 and all(np.isfinite(losses)) and int(state.step) == 3
+    assert config_differences(resolve_run_config(workdir, None), cfg) == []  # what export uses
+    cache = cached_arrays(cfg)  # reused from disk
+    assert cache["latents"].shape == (2, 2, 8, 8, 16) and cache["cond"].shape == (2, 2, 8, 8, 32)
+    batch = {k: jnp.asarray(v) for k, v in cache.items()}
+    keys = jax.random.split(jax.random.key(123), 16)
+    fixed_batch_loss = jax.jit(lambda p: jnp.mean(jax.vmap(lambda k: teacher.loss_fn(p, batch, k, cfg)[0])(keys)))
+    before, after = float(fixed_batch_loss(initial)), float(fixed_batch_loss(state.params))
+    assert after < 0.95 * before, (before, after)
+
+    d = cfg.data
+    seed = [s for s in range(d.seed, d.seed + 12) if split_of(s) == "train"][1]
+    clip = generate_clip(seed, d.frames, d.height, d.width, traj_seed=d.seed * 7919 + 1)
+    video = to_unit_range(clip["video"][None])
+    vae_params, vae_cfg = load_vae(cfg.vae.checkpoint, cfg.vae.preset)
+    np.testing.assert_allclose(cache["latents"][1], np.asarray(vae_lib.encode(vae_params, video, vae_cfg))[0],
                                atol=1e-4)  # batched cache encoding equals encoding the clip alone
-    assert int(state.step) == 3
 
 
 def test_latent_cache_follows_config_data_families(toy_teacher_config):
     cfg, d = toy_teacher_config, toy_teacher_config.data
     seeds = [s for s in range(d.seed, d.seed + 4 * d.num_clips) if split_of(s) == "train"][: d.num_clips]
-    default = teacher.build_latent_cache(cfg)
-    for i, seed in enumerate(seeds):  # the default mix is generate_clip's own choice, as before the option existed
+    cfg.data.families = clips.NAVIGATION_FAMILIES  # in generate_clip's own order: its default choice
+    default = cached_arrays(cfg)
+    for i, seed in enumerate(seeds):  # poses are cached relative to each clip's first frame (the pipeline's layout)
         reference = generate_clip(seed, d.frames, d.height, d.width, traj_seed=d.seed * 7919 + i)
-        np.testing.assert_allclose(default["c2w"][i], reference["c2w"])
+        np.testing.assert_allclose(default["c2w"][i], relative_to_first(reference["c2w"]), atol=1e-5)
     cfg.data.families = ("keys",)
-    keys = teacher.build_latent_cache(cfg)
+    keys = cached_arrays(cfg)
     for i in range(len(seeds)):
         traj_seed = d.seed * 7919 + i
-        np.testing.assert_allclose(keys["c2w"][i], clips.family_path("keys", d.frames, traj_seed,
-                                                                     clips.start_pose(traj_seed)), atol=1e-6)
+        path = clips.family_path("keys", d.frames, traj_seed, clips.start_pose(traj_seed))
+        np.testing.assert_allclose(keys["c2w"][i], relative_to_first(path), atol=1e-5)
     cfg.data.families = ("keys", "fly")
     with pytest.raises(ValueError, match="config.data.families.*'fly'"):
         teacher.build_latent_cache(cfg)
@@ -105,42 +109,25 @@ def test_latent_cache_follows_config_data_families(toy_teacher_config):
 
 def test_retrained_vae_at_the_same_path_gets_a_new_latent_cache(toy_teacher_config):
     cfg = toy_teacher_config
-    first = teacher.build_latent_cache(cfg)
+    first = cached_arrays(cfg)
     retrained = vae_lib.init_params(get_vae_config("tiny"), jax.random.key(7))
     export_params(retrained, cfg.vae.checkpoint, vae_configs.get_config("tiny"))
-    teacher.load_vae.cache_clear()
-    second = teacher.build_latent_cache(cfg)
+    second = cached_arrays(cfg)
     assert len(os.listdir(cfg.data.cache_dir)) == 2
     assert not np.allclose(first["latents"], second["latents"])
 
 
 def test_decoder_only_change_keeps_the_latent_cache(toy_teacher_config):
     cfg = toy_teacher_config
-    first = teacher.build_latent_cache(cfg)
-    params, _ = teacher.load_vae(cfg.vae.checkpoint, cfg.vae.preset)
+    first = cached_arrays(cfg)
+    params, _ = load_vae(cfg.vae.checkpoint, cfg.vae.preset)
     tuned = dict(params, decoder=jax.tree.map(lambda p: p + 0.1, params["decoder"]))
     export_params(tuned, cfg.vae.checkpoint, vae_configs.get_config("tiny"))
-    teacher.load_vae.cache_clear()
-    assert not np.array_equal(jax.tree.leaves(teacher.load_vae(cfg.vae.checkpoint, cfg.vae.preset)[0]["decoder"])[0],
+    assert not np.array_equal(jax.tree.leaves(load_vae(cfg.vae.checkpoint, cfg.vae.preset)[0]["decoder"])[0],
                               jax.tree.leaves(params["decoder"])[0])
-    second = teacher.build_latent_cache(cfg)
+    second = cached_arrays(cfg)
     assert len(os.listdir(cfg.data.cache_dir)) == 1
     np.testing.assert_array_equal(first["latents"], second["latents"])
-
-
-def test_generate_shapes_and_camera_ablation_changes_the_video(toy_teacher_config):
-    cfg = toy_teacher_config
-    params = jax.tree.map(lambda p: p + 0.02, teacher.init_params(jax.random.key(0), cfg))
-    params = jax.tree.map(lambda b: b.value if hasattr(b, "value") else b, params,
-                          is_leaf=lambda b: hasattr(b, "value"))
-    vae = teacher.load_vae(cfg.vae.checkpoint, cfg.vae.preset)
-    clip = teacher.heldout_clips(cfg, 1)[0]
-    args = (teacher.to_unit_range(clip["video"][None, :1]), jnp.asarray(clip["c2w"][None]),
-            jnp.asarray(clip["intrinsics"][None]), jax.random.key(1))
-    with_camera = teacher.generate(params, cfg, vae, *args, steps=2)
-    without = teacher.generate(params, cfg, vae, *args, steps=2, camera_scale=0.0)
-    assert with_camera.shape == (1, 5, 32, 32, 3)
-    assert np.abs(np.asarray(with_camera - without)).max() > 1e-4
 
 
 def test_ray_turn_variant_feeds_nine_channels_per_frame_to_the_camera_encoder(toy_teacher_config):
@@ -156,40 +143,32 @@ def test_ray_turn_variant_feeds_nine_channels_per_frame_to_the_camera_encoder(to
     assert kernel.shape[2] == 9 * stride_t * stride_s ** 2
     c2w = jnp.broadcast_to(jnp.eye(4), (1, cfg.data.frames, 4, 4))
     intrinsics = jnp.full((1, cfg.data.frames, 4), 0.5)
-    assert teacher._camera(cfg, c2w, intrinsics).shape[-1] == 9 * stride_t
-
-
-def _turn_warp_config(cfg):
-    cfg.model = teacher_config.get_config("tiny,turn_warp").model
-    cfg.model.num_layers = 1
-    return cfg
-
-
-def _plain_params(cfg, seed=0):
-    return jax.tree.map(lambda b: b.value if hasattr(b, "value") else b, teacher.init_params(jax.random.key(seed), cfg),
-                        is_leaf=lambda b: hasattr(b, "value"))
+    assert teacher.camera_rays(cfg, c2w, intrinsics).shape[-1] == 9 * stride_t
 
 
 def test_turn_warp_teacher_caches_the_encoded_warp_and_trains(toy_teacher_config, tmp_path):
-    plain_cache = teacher._cache_path(toy_teacher_config)
-    cfg = _turn_warp_config(toy_teacher_config)
+    vae = load_vae(toy_teacher_config.vae.checkpoint)
+    plain_cache = teacher.latent_cache_dir(toy_teacher_config, vae)
+    cfg = toy_teacher_config
+    cfg.model = teacher_config.get_config("tiny,turn_warp").model
+    cfg.model.num_layers = 1
     assert cfg.model.in_dim == 4 * cfg.model.out_dim
-    assert teacher._cache_path(cfg) != plain_cache
+    assert teacher.latent_cache_dir(cfg, vae) != plain_cache
     train(cfg, str(tmp_path / "run"))
-    cache = teacher.build_latent_cache(cfg)
+    cache = cached_arrays(cfg)
     d = cfg.data
     seed = [s for s in range(d.seed, d.seed + 12) if split_of(s) == "train"][1]
     clip = generate_clip(seed, d.frames, d.height, d.width, traj_seed=d.seed * 7919 + 1)
-    vae_params, vae_cfg = teacher.load_vae(cfg.vae.checkpoint, cfg.vae.preset)
-    warped = turn_warp(teacher.to_unit_range(clip["video"][None, 0]), clip["c2w"][None], clip["intrinsics"][None])
+    vae_params, vae_cfg = load_vae(cfg.vae.checkpoint, cfg.vae.preset)
+    warped = turn_warp(to_unit_range(clip["video"][None, 0]), clip["c2w"][None], clip["intrinsics"][None])
     np.testing.assert_allclose(cache["warp"][1], np.asarray(vae_lib.encode(vae_params, warped, vae_cfg))[0], atol=1e-4)
 
 
 @pytest.mark.parametrize("drop_camera, depends", [(1.0, False), (0.0, True)])
-def test_turn_warp_is_dropped_with_the_camera(toy_teacher_config, drop_camera, depends):
-    cfg = _turn_warp_config(toy_teacher_config)
+def test_turn_warp_is_dropped_with_the_camera(toy_turn_warp_config, teacher_params, drop_camera, depends):
+    cfg = toy_turn_warp_config
     cfg.cond.update(drop_camera=drop_camera, drop_image=0.0)
-    params = _plain_params(cfg)
+    params = teacher_params(cfg)
     t, h, w = teacher.latent_shape(cfg)
     rng = np.random.default_rng(0)
     batch = {"latents": jnp.asarray(rng.standard_normal((2, t, h, w, 16)), jnp.float32),
@@ -200,40 +179,6 @@ def test_turn_warp_is_dropped_with_the_camera(toy_teacher_config, drop_camera, d
     loss = teacher.loss_fn(params, batch, jax.random.key(2), cfg)[0]
     other = teacher.loss_fn(params, dict(batch, warp=batch["warp"] + 1.0), jax.random.key(2), cfg)[0]
     assert (abs(float(loss) - float(other)) > 1e-6) == depends
-
-
-def test_turn_warp_teacher_with_the_camera_zeroed_ignores_the_path(toy_teacher_config):
-    cfg = _turn_warp_config(toy_teacher_config)
-    params = jax.tree.map(lambda p: p + 0.02, _plain_params(cfg))
-    vae = teacher.load_vae(cfg.vae.checkpoint, cfg.vae.preset)
-    clip = teacher.heldout_clips(cfg, 1, trajectory="pan")[0]
-    first = teacher.to_unit_range(clip["video"][None, :1])
-    c2w = jnp.asarray(clip["c2w"][None])
-    still = jnp.broadcast_to(c2w[:, :1], c2w.shape)
-    intrinsics = jnp.asarray(clip["intrinsics"][None])
-
-    def video(path, scale):
-        return np.asarray(teacher.generate(params, cfg, vae, first, path, intrinsics, jax.random.key(1), steps=2,
-                                           camera_scale=scale))
-
-    np.testing.assert_allclose(video(c2w, 0.0), video(still, 0.0), atol=1e-6)
-    assert np.abs(video(c2w, 1.0) - video(still, 1.0)).max() > 1e-4
-
-
-@pytest.mark.parametrize("clean_first", [True, False])
-def test_generate_holds_the_clean_first_latent_only_when_configured(toy_teacher_config, clean_first):
-    cfg = toy_teacher_config
-    cfg.flow.clean_first_latent = clean_first
-    params = jax.tree.map(lambda b: b.value if hasattr(b, "value") else b, teacher.init_params(jax.random.key(0), cfg),
-                          is_leaf=lambda b: hasattr(b, "value"))
-    vae_params, vae_cfg = vae = teacher.load_vae(cfg.vae.checkpoint, cfg.vae.preset)
-    clip = teacher.heldout_clips(cfg, 1)[0]
-    first = teacher.to_unit_range(clip["video"][None, :1])
-    video = teacher.generate(params, cfg, vae, first, jnp.asarray(clip["c2w"][None]),
-                             jnp.asarray(clip["intrinsics"][None]), jax.random.key(1), steps=2)
-    first_decoded = vae_lib.decode(vae_params, vae_lib.encode(vae_params, first, vae_cfg), vae_cfg)
-    matches = np.allclose(np.asarray(video[:, :1]), np.asarray(first_decoded), atol=1e-5)
-    assert matches == clean_first
 
 
 class _FrameOffsetModel:
@@ -251,7 +196,7 @@ def test_flow_loss_gives_the_first_latent_clean_and_unscored(toy_teacher_config,
     cfg = toy_teacher_config
     cfg.flow.clean_first_latent = clean_first
     model = _FrameOffsetModel()
-    monkeypatch.setattr(teacher, "_model", lambda config: model)
+    monkeypatch.setattr(teacher, "teacher_model", lambda config: model)
     t, h, w = teacher.latent_shape(cfg)
     rng = np.random.default_rng(0)
     batch = {"latents": jnp.asarray(rng.standard_normal((2, t, h, w, 16)), jnp.float32),
@@ -264,16 +209,6 @@ def test_flow_loss_gives_the_first_latent_clean_and_unscored(toy_teacher_config,
     first_given = np.array_equal(np.asarray(model.seen["x_t"][:, 0]), np.asarray(batch["latents"][:, 0]))
     assert first_given == clean_first
     assert np.all(np.asarray(model.seen["t_frames"][:, 0]) == 0) == clean_first
-
-
-def test_heldout_clips_from_an_offset_continue_the_same_sequence(toy_teacher_config):
-    cfg = toy_teacher_config
-    cfg.data.update(frames=1, height=16, width=16)
-    three = teacher.heldout_clips(cfg, 3)
-    later = teacher.heldout_clips(cfg, 2, first=1)
-    assert all(split_of(c["scene_seed"]) == "heldout" for c in three)
-    assert [c["scene_seed"] for c in later] == [c["scene_seed"] for c in three[1:]]
-    np.testing.assert_array_equal(later[1]["video"], three[2]["video"])
 
 
 def test_wan1_3b_teacher_step_compiles_on_8_virtual_devices():

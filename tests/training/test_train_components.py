@@ -53,6 +53,14 @@ def test_schedules_match_their_formulas():
         optim.make_schedule(_optim(schedule="cosine"), 10)
 
 
+def test_a_run_shorter_than_its_warmup_warms_up_over_a_fifth_of_it_and_says_so(capsys):
+    short = optim.make_schedule(_optim(lr=1.0, warmup_steps=100), total_steps=20)
+    assert "--config.optim.warmup_steps" in capsys.readouterr().out
+    assert float(short(2)) == pytest.approx(0.5) and float(short(4)) == pytest.approx(1.0)
+    assert float(short(20)) == pytest.approx(0.0, abs=1e-7)
+    assert float(short(12)) == pytest.approx(0.5 * (1 + np.cos(np.pi * 8 / 16)), rel=1e-5)
+
+
 def test_weight_decay_skips_vectors_and_clipping_bounds_the_update():
     tx, _ = optim.make_optimizer(_optim(lr=0.1, schedule="constant", weight_decay=0.5, grad_clip=0.0), 10)
     params = {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)}

@@ -42,6 +42,25 @@ def test_kill_and_resume_gives_the_same_losses(uninterrupted, tmp_path):
     )
 
 
+def test_rerunning_a_finished_run_says_so_and_trains_nothing(uninterrupted, tmp_path, capsys):
+    source, full = uninterrupted
+    os.system(f"cp -r {source} {tmp_path / 'run'}")
+    again = run_in_process(tmp_path / "run", total_steps=TOTAL)
+    assert "already finished" in capsys.readouterr().out
+    assert again == full
+
+
+def test_kill_and_resume_of_a_stage_reading_through_the_grain_pipeline(tmp_path):
+    """The checkpoint carries data/pipeline.py's iterator (shuffle, epochs, random start and crop): a run
+    stopped after step 3 and resumed from its step-2 checkpoint sees the batches an uninterrupted one does."""
+    stage = {"stage": "trainer_fixture_stage:PIPELINE_STAGE", "checkpoint__async_save": False}
+    full = run_in_process(tmp_path / "full", total_steps=TOTAL, **stage)
+    run_in_process(tmp_path / "resumed", total_steps=TOTAL, stop_at_step=3, **stage)
+    resumed = run_in_process(tmp_path / "resumed", total_steps=TOTAL, **stage)
+    assert [r["step"] for r in resumed] == list(range(1, TOTAL + 1))
+    np.testing.assert_allclose(list(losses(resumed).values()), list(losses(full).values()), rtol=1e-6, atol=0)
+
+
 def _corrupt(step_dir):
     for path in glob.glob(os.path.join(step_dir, "state", "**", "*"), recursive=True):
         if os.path.isfile(path):

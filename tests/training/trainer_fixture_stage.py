@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from worldscape_jax.data import pipeline
 from worldscape_jax.training.data_iter import indexed_batches
 from worldscape_jax.training.defaults import trainer_config
 from worldscape_jax.training.media import to_uint8
@@ -80,3 +81,39 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         key, value = item.split("=")
         c.mesh[key] = int(value)
     return c
+
+
+def pipeline_clips(count: int = 5, frames: int = 4, size: int = SIZE + 2) -> list[dict]:
+    """Raw clips for the Grain pipeline (uint8 video, poses, intrinsics), larger than the batch shape so
+    that the random start and random crop matter."""
+    rng = np.random.default_rng(7)
+    return [{"video": rng.integers(0, 256, (frames, size, size, 3), dtype=np.uint8),
+             "c2w": np.tile(np.eye(4, dtype=np.float32), (frames, 1, 1)),
+             "intrinsics": np.tile(np.float32([0.8, 0.8, 0.5, 0.5]), (frames, 1))} for _ in range(count)]
+
+
+class PipelineFixtureStage(FixtureStage):
+    """The same regression, reading its batches through data/pipeline.py: the iterator whose state the
+    checkpoint must carry is the Grain pipeline's (shuffled, repeated, random start and crop)."""
+
+    def init_params(self, rng, config):
+        return PixelMLP(config.model.hidden).init(rng, jnp.zeros((1, FRAMES, SIZE, SIZE, 3)))["params"]
+
+    def loss_fn(self, params, batch, rng, config):
+        video = batch["video"]
+        mix = jnp.asarray(np.random.default_rng(1234).standard_normal((3, 3)), jnp.float32) / 2
+        pred = PixelMLP(config.model.hidden).apply({"params": params}, video.astype(jax.tree.leaves(params)[0].dtype))
+        err = jnp.mean(jnp.square(pred.astype(jnp.float32) - (jnp.tanh(video @ mix) + 0.5 * video)))
+        return err, {"mse": err}
+
+    def make_dataset(self, config, process_index, process_count):
+        return pipeline.make_iterator(pipeline_clips(), pipeline.PipelineConfig(
+            batch_size=config.global_batch // process_count, num_frames=FRAMES, height=SIZE, width=SIZE,
+            random_crop=True, seed=config.seed, process_index=process_index, process_count=process_count,
+            read_threads=1, prefetch_batches=2))
+
+    def sample(self, params, rng, config):
+        return jnp.zeros((1, FRAMES, SIZE, SIZE, 3), jnp.uint8)
+
+
+PIPELINE_STAGE = PipelineFixtureStage()

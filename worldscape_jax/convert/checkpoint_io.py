@@ -17,10 +17,11 @@ from typing import Any
 
 import numpy as np
 import orbax.checkpoint as ocp
-import safetensors.numpy
 from tqdm import tqdm
 
+from worldscape_jax.convert.safetensors_io import load_safetensors
 from worldscape_jax.convert.torch_zip import load_torch_zip
+from worldscape_jax.errors import CheckpointError
 
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 SAFETENSORS_SUFFIX = ".safetensors"
@@ -30,8 +31,8 @@ AUTO_PREFIXES = ("module.", "_orig_mod.", "model.", "diffusion_model.")
 AUTO_CONTAINERS = ("state_dict", "model", "module")
 
 
-class CheckpointFormatError(ValueError):
-    """A checkpoint file or directory cannot be read as a state dict."""
+class CheckpointFormatError(CheckpointError):
+    """A checkpoint file or directory cannot be read as a state dict (the file, and what was expected)."""
 
 
 def load_state_dict(path: str | os.PathLike, *, container: str | None = None,
@@ -54,14 +55,14 @@ def _load_any(path: str, progress: bool) -> Any:
     if os.path.isdir(path):
         return _load_any(_pick_in_directory(path), progress)
     if not os.path.exists(path):
-        raise CheckpointFormatError(f"checkpoint {path!r} does not exist")
+        raise CheckpointFormatError(path, "the checkpoint does not exist")
     if path.endswith(".index.json"):
         return load_sharded(path, progress=progress)
     if path.endswith(SAFETENSORS_SUFFIX):
-        return safetensors.numpy.load_file(path)
+        return load_safetensors(path)
     if path.endswith(TORCH_SUFFIXES):
         return load_torch_zip(path)
-    raise CheckpointFormatError(f"{path}: unknown checkpoint type; expected one of {WEIGHT_SUFFIXES} or *.index.json")
+    raise CheckpointFormatError(path, f"unknown checkpoint type; expected one of {WEIGHT_SUFFIXES} or *.index.json")
 
 
 def _pick_in_directory(directory: str) -> str:
@@ -69,11 +70,11 @@ def _pick_in_directory(directory: str) -> str:
     if len(indexes) == 1:
         return indexes[0]
     if len(indexes) > 1:
-        raise CheckpointFormatError(f"{directory}: several weight maps {[os.path.basename(i) for i in indexes]}; "
+        raise CheckpointFormatError(directory, f"several weight maps {[os.path.basename(i) for i in indexes]}; "
                                     "pass the one to use as the checkpoint path")
     files = sorted(f for f in os.listdir(directory) if f.endswith(WEIGHT_SUFFIXES))
     if len(files) != 1:
-        raise CheckpointFormatError(f"{directory}: no *.index.json and {len(files)} weight files {files}; "
+        raise CheckpointFormatError(directory, f"no *.index.json and {len(files)} weight files {files}; "
                                     "expected exactly one, or pass the file to use")
     return os.path.join(directory, files[0])
 
@@ -85,7 +86,7 @@ def load_sharded(index_path: str, *, progress: bool = True) -> dict[str, np.ndar
         with open(index_path) as f:
             weight_map = json.load(f)["weight_map"]
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
-        raise CheckpointFormatError(f"{index_path}: not a weight-map index with a 'weight_map' field ({e})") from e
+        raise CheckpointFormatError(index_path, f"not a weight-map index with a 'weight_map' field ({e})") from e
     directory = os.path.dirname(index_path)
     names_by_shard: dict[str, set[str]] = {}
     for name, shard in weight_map.items():
@@ -97,7 +98,7 @@ def load_sharded(index_path: str, *, progress: bool = True) -> dict[str, np.ndar
         expected = names_by_shard[shard]
         if set(tensors) != expected:
             raise CheckpointFormatError(
-                f"{shard_path}: does not match {os.path.basename(index_path)}: missing "
+                shard_path, f"does not match {os.path.basename(index_path)}: missing "
                 f"{sorted(expected - set(tensors))}, not in the map {sorted(set(tensors) - expected)}")
         state_dict.update(tensors)
     return state_dict
@@ -109,13 +110,13 @@ def _is_tensor_dict(obj: Any) -> bool:
 
 def _unwrap(obj: Any, container: str | None, path: str) -> dict[str, np.ndarray]:
     if not isinstance(obj, Mapping):
-        raise CheckpointFormatError(f"{path}: holds a {type(obj).__name__}, not a dict of tensors")
+        raise CheckpointFormatError(path, f"holds a {type(obj).__name__}, not a dict of tensors")
     if container is not None:
         if container not in obj:
-            raise CheckpointFormatError(f"{path}: no {container!r} entry; top-level keys are {sorted(obj)[:20]}")
+            raise CheckpointFormatError(path, f"no {container!r} entry; top-level keys are {sorted(obj)[:20]}")
         obj = obj[container]
         if not _is_tensor_dict(obj):
-            raise CheckpointFormatError(f"{path}: {container!r} is not a dict whose values are all tensors")
+            raise CheckpointFormatError(path, f"{container!r} is not a dict whose values are all tensors")
         return dict(obj)
     if _is_tensor_dict(obj):
         return dict(obj)
@@ -126,7 +127,7 @@ def _unwrap(obj: Any, container: str | None, path: str) -> dict[str, np.ndarray]
         return dict(obj[nested[0]])
     not_tensors = sorted(key for key, value in obj.items() if not isinstance(value, np.ndarray))
     raise CheckpointFormatError(
-        f"{path}: not a flat state dict (non-tensor entries {not_tensors[:10]}) and "
+        path, f"not a flat state dict (non-tensor entries {not_tensors[:10]}) and "
         f"{'several' if nested else 'no'} nested state dicts {nested}; choose one with container=")
 
 
@@ -136,7 +137,7 @@ def _strip_prefix(state_dict: dict[str, np.ndarray], prefix: str | None, path: s
     if prefix != "auto":
         lacking = [key for key in state_dict if not key.startswith(prefix)]
         if lacking:
-            raise CheckpointFormatError(f"{path}: {len(lacking)} names lack the prefix {prefix!r}, e.g. {lacking[:5]}")
+            raise CheckpointFormatError(path, f"{len(lacking)} names lack the prefix {prefix!r}, e.g. {lacking[:5]}")
         return {key[len(prefix):]: value for key, value in state_dict.items()}
     stripped = True
     while stripped:

@@ -4,7 +4,9 @@
 its checkpoint key with the layout that maps torch's tensor to Flax's (`LINEAR`, `conv_layout`,
 ...). The consumer checks the shape, remembers what was missing, mismatched or explicitly ignored,
 and `finish()` raises ONE `ConversionError` that lists every problem at once, including all keys
-nobody asked for, so a wrong checkpoint never half-loads silently.
+nobody asked for, so a wrong checkpoint never half-loads silently. Every tensor taken must be
+floating point of a dtype a float32 model can take exactly (float64/32/16, bfloat16, float8) and
+finite: an int, bool or complex tensor, or a NaN/inf weight, is reported with its name.
 """
 
 from __future__ import annotations
@@ -13,11 +15,30 @@ import dataclasses
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+import ml_dtypes
 import numpy as np
 
+from worldscape_jax.errors import CheckpointError
 
-class ConversionError(ValueError):
-    """A checkpoint does not match the model: lists missing keys, left-over keys and shape mismatches."""
+WEIGHT_DTYPES = tuple(np.dtype(d) for d in (np.float64, np.float32, np.float16, ml_dtypes.bfloat16,
+                                            ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e5m2))
+
+
+class ConversionError(CheckpointError):
+    """A checkpoint does not match the model: lists missing keys, left-over keys, shape, dtype and value problems."""
+
+    def __init__(self, message: str):
+        ValueError.__init__(self, message)
+        self.path, self.line, self.key, self.problem = None, None, None, message
+
+
+def weight_problem(value: np.ndarray) -> str | None:
+    """Why `value` cannot be a weight (its dtype or non-finite entries), or None."""
+    dtype = np.asarray(value).dtype
+    if dtype not in WEIGHT_DTYPES:
+        return f"dtype {dtype}; expected a floating dtype ({', '.join(str(d) for d in WEIGHT_DTYPES)})"
+    bad = int(np.size(value) - np.count_nonzero(np.isfinite(np.asarray(value, np.float32))))
+    return f"{bad} of {np.size(value)} values are NaN or inf" if bad else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +96,7 @@ class StateDictConsumer:
         self.consumed: list[str] = []
         self.missing: list[tuple[str, str]] = []
         self.mismatched: list[_Mismatch] = []
+        self.bad_values: list[tuple[str, str]] = []
         self.ignored: dict[str, str] = {}
 
     def __contains__(self, key: str) -> bool:
@@ -92,6 +114,10 @@ class StateDictConsumer:
             return None
         value = self._remaining.pop(key)
         self.consumed.append(key)
+        problem = weight_problem(value)
+        if problem is not None:
+            self.bad_values.append((key, problem))
+            return None
         if flax_shape is not None:
             expected = tuple(layout.torch_shape(tuple(flax_shape)))
             if tuple(value.shape) != expected:
@@ -136,6 +162,9 @@ class StateDictConsumer:
             lines.append(f"shape mismatches ({len(self.mismatched)}):")
             lines += [f"    {m.key}: checkpoint has {m.found}, expected {m.expected}"
                       + (f" (for {m.target})" if m.target else "") for m in self.mismatched]
+        if self.bad_values:
+            lines.append(f"tensors that cannot be weights ({len(self.bad_values)}):")
+            lines += [f"    {key}: {problem}" for key, problem in self.bad_values]
         return lines
 
     def finish(self, context: str = "", hints: Iterable[str] = ()) -> None:

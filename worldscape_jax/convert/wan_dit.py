@@ -16,13 +16,14 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from worldscape_jax.convert.report import ConversionReport, Converted
 from worldscape_jax.convert.state_dict import (IDENTITY, LINEAR, SQUEEZE_LEADING, ConversionError, Layout,
                                                StateDictConsumer, conv_layout)
 from worldscape_jax.models.dit import DiTConfig, build_dit
@@ -114,45 +115,12 @@ def _leaf_rules() -> dict[tuple[str, ...], tuple[str, str, Layout]]:
 LEAF_RULES = _leaf_rules()
 
 
-@dataclasses.dataclass
-class ConversionReport:
-    """What the conversion did, for the CLI's summary and for tests."""
-
-    source: str
-    naming: str
-    tensors_read: int
-    params_filled: list[str]
-    params_left_at_init: dict[str, str]
-    keys_ignored: dict[str, str]
-    parameter_count: int
-
-    def summary(self) -> str:
-        lines = [f"checkpoint: {self.source} ({self.naming} naming)",
-                 f"tensors read: {self.tensors_read}",
-                 f"params written: {len(self.params_filled)} arrays filled from the checkpoint",
-                 f"total parameters: {self.parameter_count:,}"]
-        if self.params_left_at_init:
-            lines.append(f"params left at init ({len(self.params_left_at_init)} arrays), not in Wan checkpoints:")
-            by_reason: dict[str, list[str]] = {}
-            for path, why in self.params_left_at_init.items():
-                by_reason.setdefault(why, []).append(path)
-            for why, paths in by_reason.items():
-                lines += [f"  {path}" for path in paths] + [f"  -> {why}"]
-        else:
-            lines.append("params left at init: none")
-        if self.keys_ignored:
-            lines.append(f"checkpoint keys ignored on purpose ({len(self.keys_ignored)}):")
-            lines += [f"  {key}: {why}" for key, why in self.keys_ignored.items()]
-        return "\n".join(lines)
-
-
-class ConvertedDiT(NamedTuple):
-    params: dict[str, Any]  # {"params": nested dict of np.ndarray}, the variables `WanDiT.apply` takes
-    report: ConversionReport
-
-
 def _dit_config(cfg: Any) -> DiTConfig:
-    return cfg if isinstance(cfg, DiTConfig) else DiTConfig.from_config(cfg)
+    c = cfg if isinstance(cfg, DiTConfig) else DiTConfig.from_config(cfg)
+    if not c.scan_layers:
+        raise ValueError("convert: the converter writes scanned blocks; convert with scan_layers=True and turn the "
+                         "params into the unrolled layout with models.dit.unroll_params")
+    return c
 
 
 def _example_inputs(cfg: Any) -> tuple[tuple, dict]:
@@ -166,8 +134,8 @@ def _example_inputs(cfg: Any) -> tuple[tuple, dict]:
     if c.image_branch:
         kwargs["clip"] = jnp.zeros((1, 1, c.clip_dim))
     if c.camera:
-        plucker = 6 if isinstance(cfg, DiTConfig) else int(cfg.camera.get("plucker_channels", 6))
-        kwargs["camera"] = jnp.zeros((1, pt, ph * c.vae_stride[1], pw * c.vae_stride[2], plucker * c.vae_stride[0]))
+        kwargs["camera"] = jnp.zeros((1, pt, ph * c.vae_stride[1], pw * c.vae_stride[2],
+                                      c.camera_plucker_channels * c.vae_stride[0]))
     return (x, jnp.zeros((1, pt)), jnp.zeros((1, 1, c.text_dim))), kwargs
 
 
@@ -227,13 +195,13 @@ def _hints(consumer: StateDictConsumer, c: DiTConfig, naming: str) -> list[str]:
         hints.append(f"most expected keys are missing: check the naming ({naming} was used; "
                      f"the other is {[n for n in NAMINGS if n != naming][0]})")
     if image_keys and not c.image_branch and any(re.search(r"img|image|add_", k) for k in consumer.leftovers()):
-        hints.append("the checkpoint has the CLIP-image branch (i2v / Fun-Control): use the config variant "
-                     "',fun_control'")
+        hints.append("the checkpoint has the CLIP-image branch (I2V / Fun-Control): use the config variant "
+                     "',i2v' (36 input channels) or ',fun_control' (48)")
     if c.image_branch and any(re.search(r"img|image|add_", k) for k, _ in consumer.missing):
         hints.append("the config has the image branch but the checkpoint does not (a T2V checkpoint?)")
     if any(m.key.startswith("patch_embedding.weight") for m in consumer.mismatched):
         hints.append(f"patch_embedding input channels differ from config in_dim={c.in_dim} "
-                     "(16 = T2V, 48 = Fun-Control)")
+                     "(16 = T2V, 36 = I2V, 48 = Fun-Control)")
     if any(re.match(r"blocks\.(\d+)\.", k) and int(k.split(".")[1]) >= c.num_layers for k in consumer.leftovers()):
         hints.append(f"the checkpoint has more than num_layers={c.num_layers} blocks")
     return hints
@@ -276,7 +244,7 @@ def _init_params_outside_wan(cfg: Any, paths: list[tuple[str, ...]], seed: int) 
 
 
 def dit_params_from_state_dict(state_dict: Mapping[str, np.ndarray], cfg: Any, *, naming: str = "auto",
-                               dtype: Any = np.float32, source: str = "checkpoint", seed: int = 0) -> ConvertedDiT:
+                               dtype: Any = np.float32, source: str = "checkpoint", seed: int = 0) -> Converted:
     """Convert a Wan2.1 DiT state dict to `{"params": ...}` for `build_dit(cfg)`.
 
     naming: "auto" (detected from the keys), "original" or "diffusers".
@@ -304,11 +272,8 @@ def dit_params_from_state_dict(state_dict: Mapping[str, np.ndarray], cfg: Any, *
     at_init = [path for path in abstract if path[0] in NOT_IN_WAN_CHECKPOINTS]
     params = {**filled, **_init_params_outside_wan(cfg, at_init, seed)}
     params = {path: np.asarray(value, dtype=dtype, order="C") for path, value in params.items()}
-    report = ConversionReport(
-        source=source, naming=naming, tensors_read=consumer.tensors_read,
-        params_filled=["/".join(p) for p in filled],
+    report = ConversionReport.of(
+        consumer, naming, params_filled=["/".join(p) for p in filled],
         params_left_at_init={"/".join(p): NOT_IN_WAN_CHECKPOINTS[p[0]] for p in at_init},
-        keys_ignored=dict(consumer.ignored),
-        parameter_count=int(sum(v.size for v in params.values())),
-    )
-    return ConvertedDiT({"params": _unflatten(params)}, report)
+        parameter_count=int(sum(v.size for v in params.values())))
+    return Converted({"params": _unflatten(params)}, report)

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 import jax
 import numpy as np
 
+from worldscape_jax.convert.report import ConversionReport, Converted
 from worldscape_jax.convert.state_dict import Layout, StateDictConsumer, conv_layout
 from worldscape_jax.models import vae
 from worldscape_jax.models.vae_config import VAEConfig
@@ -141,8 +142,9 @@ def expected_checkpoint_shapes(config: VAEConfig, naming: str = "original") -> d
 
 
 def vae_params_from_state_dict(state_dict: Mapping[str, np.ndarray], config: VAEConfig, *,
-                               naming: str = "auto", dtype=np.float32, source: str = "state dict") -> dict:
-    """Our Flax params from a Wan2.1 VAE state dict (torch layouts as numpy arrays).
+                               naming: str = "auto", dtype=np.float32, source: str = "state dict") -> Converted:
+    """Our Flax params (the dict `models.vae` functions take) and the report of what was read, from a
+    Wan2.1 VAE state dict (torch layouts as numpy arrays).
 
     Consumes every tensor and fills every parameter, or raises `ConversionError` listing all missing and
     left-over keys and every shape mismatch with both shapes.
@@ -152,15 +154,18 @@ def vae_params_from_state_dict(state_dict: Mapping[str, np.ndarray], config: VAE
         raise ValueError(f"naming must be 'auto' or one of {NAMINGS}, got {naming!r}")
     consumer = StateDictConsumer(state_dict, source=source)
     flat, treedef = jax.tree_util.tree_flatten_with_path(abstract_vae_params(config))
-    leaves = []
+    leaves, filled = [], []
     for key_path, leaf in flat:
         path = tuple(k.key for k in key_path)
         value = consumer.take(checkpoint_key(path, naming, config), _layout(path, leaf.shape), leaf.shape,
                               target="/".join(path))
         leaves.append(None if value is None else np.asarray(value, dtype))
+        filled.append("/".join(path))
     consumer.finish(context=f"Wan VAE, {naming} names, dim={config.dim}, dim_mult={config.dim_mult}",
                     hints=_hints(consumer.leftovers(), naming))
-    return jax.tree_util.tree_unflatten(treedef, leaves)
+    report = ConversionReport.of(consumer, naming, params_filled=filled, params_left_at_init={},
+                                 parameter_count=int(sum(leaf.size for leaf in leaves)))
+    return Converted(jax.tree_util.tree_unflatten(treedef, leaves), report)
 
 
 _NAME_PATTERNS = {

@@ -36,8 +36,16 @@ from typing import Any, Sequence
 import grain
 import numpy as np
 
-from worldscape_jax.data import clip_ops
+from worldscape_jax.config_fields import BoolField, IntField, check_fields
+from worldscape_jax.data import checks, clip_ops
 from worldscape_jax.data.errors import DataFormatError
+from worldscape_jax.errors import ConfigError
+
+MAX_BATCH_SIZE = 65_536
+MAX_FRAMES = 4096  # frames per batch element
+MAX_SIDE = 8192  # pixels per side of an output frame
+MAX_BATCH_BYTES = 2**34  # one float32 video batch (16 GiB): beyond it a typo, not a plan
+MAX_THREADS = 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +72,31 @@ class PipelineConfig:
     worker_count: int = 0
     read_threads: int = 4  # threads that prepare batches ahead of the consumer (worker_count = 0)
     prefetch_batches: int = 8  # how many batches those threads may prepare ahead
+
+    def __post_init__(self):
+        check_fields(self, {
+            "batch_size": IntField(1, MAX_BATCH_SIZE), "num_frames": IntField(1, MAX_FRAMES),
+            "height": IntField(1, MAX_SIDE), "width": IntField(1, MAX_SIDE),
+            "frame_stride": IntField(1, checks.MAX_CLIP_FRAMES), "random_start": BoolField(),
+            "random_crop": BoolField(), "with_depth": BoolField(), "with_pose_video": BoolField(),
+            "with_text_embedding": BoolField(), "seed": IntField(0, 2**63 - 1), "shuffle": BoolField(),
+            "num_epochs": IntField(1, 2**31, optional=True), "process_index": IntField(0, 2**20, optional=True),
+            "process_count": IntField(1, 2**20, optional=True), "worker_count": IntField(0, MAX_THREADS),
+            "read_threads": IntField(0, MAX_THREADS), "prefetch_batches": IntField(0, MAX_BATCH_SIZE)})
+        if (self.num_frames - 1) * self.frame_stride + 1 > checks.MAX_CLIP_FRAMES:
+            raise ConfigError("PipelineConfig", f"num_frames {self.num_frames} at stride {self.frame_stride} spans "
+                                                f"more than {checks.MAX_CLIP_FRAMES} frames", key="frame_stride")
+        video_bytes = self.batch_size * self.num_frames * self.height * self.width * 3 * 4
+        if video_bytes > MAX_BATCH_BYTES:
+            raise ConfigError("PipelineConfig", f"a batch of {self.batch_size} x {self.num_frames} x {self.height} x "
+                                                f"{self.width} float32 frames takes {video_bytes / 2**30:.0f} GiB; the "
+                                                f"limit is {MAX_BATCH_BYTES / 2**30:.0f} GiB", key="batch_size")
+        if (self.process_index is None) != (self.process_count is None):
+            raise ConfigError("PipelineConfig", "set both process_index and process_count, or neither",
+                              key="process_index")
+        if self.process_index is not None and self.process_index >= self.process_count:
+            raise ConfigError("PipelineConfig", f"process_index {self.process_index} must lie in [0, process_count="
+                                                f"{self.process_count})", key="process_index")
 
     def output_keys(self) -> tuple[str, ...]:
         optional = (("depth", self.with_depth), ("pose_video", self.with_pose_video),
@@ -113,6 +146,12 @@ def source_name(source: Any) -> str:
 
 def make_dataset(source: Sequence[dict] | Any, config: PipelineConfig) -> grain.MapDataset:
     """The batched MapDataset (random access by batch index) for `source` under `config`."""
+    return make_examples(source, config).batch(config.batch_size, drop_remainder=True)
+
+
+def make_examples(source: Sequence[dict] | Any, config: PipelineConfig) -> grain.MapDataset:
+    """The pipeline before batching: fixed-shape examples, random access by example index (a cache that
+    encodes every clip once reads these in order, with `shuffle=False, num_epochs=1`)."""
     index, count = shard_bounds(config)
     dataset = grain.MapDataset.source(source)[index::count]
     if len(dataset) == 0:
@@ -121,8 +160,7 @@ def make_dataset(source: Sequence[dict] | Any, config: PipelineConfig) -> grain.
     if config.shuffle:
         dataset = dataset.shuffle(seed=config.seed)
     dataset = dataset.repeat(config.num_epochs)
-    dataset = dataset.random_map(ClipToExample(config, source_name(source)), seed=config.seed)
-    return dataset.batch(config.batch_size, drop_remainder=True)
+    return dataset.random_map(ClipToExample(config, source_name(source)), seed=config.seed)
 
 
 def make_iterator(source: Sequence[dict] | Any, config: PipelineConfig) -> grain.DatasetIterator:

@@ -27,15 +27,24 @@ class SynthWorldSource:
     """SynthWorld clips rendered on demand: item i is the clip of scene `scene_seeds[i]`.
 
     `generate` defaults to `worldscape_jax.data.synthworld.generate_clip`; the trajectory seed of
-    item i is `traj_seed_offset + scene_seed`, so an item is the same clip every time it is read.
+    item i is `traj_seeds[i]` when given, else `traj_seed_offset + scene_seed`, so an item is the same
+    clip every time it is read. With `families`, item i follows the camera-path family
+    `families[traj_seed % len(families)]` (repeating a name weights it); else generate_clip's default.
     """
 
     def __init__(self, scene_seeds: Sequence[int], num_frames: int, height: int, width: int, *,
-                 kind: str = "navigation", traj_seed_offset: int = 0, generate: Callable | None = None):
+                 kind: str = "navigation", traj_seed_offset: int = 0, generate: Callable | None = None,
+                 traj_seeds: Sequence[int] | None = None, families: Sequence[str] | None = None):
         self.scene_seeds = [int(s) for s in scene_seeds]
         self.num_frames, self.height, self.width, self.kind = num_frames, height, width, kind
         self.traj_seed_offset = traj_seed_offset
         self._generate = generate
+        if traj_seeds is not None and len(traj_seeds) != len(self.scene_seeds):
+            raise ValueError(f"SynthWorldSource: {len(traj_seeds)} traj_seeds for {len(self.scene_seeds)} scenes")
+        if families is not None and not families:
+            raise ValueError("SynthWorldSource: families must name at least one family (or be None)")
+        self.traj_seeds = None if traj_seeds is None else [int(t) for t in traj_seeds]
+        self.families = None if families is None else tuple(families)
 
     def __len__(self) -> int:
         return len(self.scene_seeds)
@@ -45,8 +54,9 @@ class SynthWorldSource:
         if generate is None:
             from worldscape_jax.data.synthworld import generate_clip as generate  # deferred: JAX renderer
         seed = self.scene_seeds[index]
-        clip = generate(seed, self.num_frames, self.height, self.width, kind=self.kind,
-                        traj_seed=self.traj_seed_offset + seed)
+        traj_seed = self.traj_seed_offset + seed if self.traj_seeds is None else self.traj_seeds[index]
+        path = {} if self.families is None else {"trajectory": self.families[traj_seed % len(self.families)]}
+        clip = generate(seed, self.num_frames, self.height, self.width, kind=self.kind, traj_seed=traj_seed, **path)
         return {key: np.asarray(value) for key, value in clip.items()}
 
     def __repr__(self) -> str:

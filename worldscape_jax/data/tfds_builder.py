@@ -23,6 +23,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tqdm import tqdm
 
+from worldscape_jax.data.array_record_source import CheckedArrayRecordSource
+from worldscape_jax.config_fields import ChoiceField, IntField, check_fields
+from worldscape_jax.data import checks
 from worldscape_jax.data.errors import DataFormatError
 
 SPLITS = ("train", "heldout")
@@ -40,15 +43,15 @@ class SynthWorldConfig(tfds.core.BuilderConfig):
     width: int = 64
     first_seed: int = 0
 
+    def __post_init__(self):
+        check_fields(self, {"kind": ChoiceField(KINDS), "num_clips": IntField(1, 10**7),
+                            "frames": IntField(1, checks.MAX_CLIP_FRAMES), "height": IntField(1, 8192),
+                            "width": IntField(1, 8192), "first_seed": IntField(0, 2**62)})
+
 
 def make_config(kind: str, num_clips: int, frames: int, height: int, width: int,
                 first_seed: int = 0) -> SynthWorldConfig:
     """A config whose name spells out its shape, so different exports live in different folders."""
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
-    for name, value in (("num_clips", num_clips), ("frames", frames), ("height", height), ("width", width)):
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1; got {value}")
     name = f"{kind}_{frames}x{height}x{width}_n{num_clips}_s{first_seed}"
     return SynthWorldConfig(name=name, kind=kind, num_clips=num_clips, frames=frames, height=height, width=width,
                             first_seed=first_seed, description=f"{num_clips} SynthWorld {kind} clips")
@@ -124,6 +127,8 @@ def synthworld_array_record_source(dataset_dir: str | os.PathLike, split: str = 
     """Random-access source of clip dicts (numpy) from a directory written by `build_synthworld`.
 
     Needs neither TensorFlow nor this builder class: TFDS reads the features from the directory.
+    Every shard's record count is checked now, and an unreadable record raises DataFormatError
+    naming its file and index (`CheckedArrayRecordSource`).
     """
     dataset_dir = os.fspath(dataset_dir)
     if not os.path.isfile(os.path.join(dataset_dir, "dataset_info.json")):
@@ -132,7 +137,7 @@ def synthworld_array_record_source(dataset_dir: str | os.PathLike, split: str = 
     builder = tfds.builder_from_directory(dataset_dir)
     if split not in builder.info.splits:
         raise DataFormatError(dataset_dir, f"has no split {split!r}; it has {sorted(builder.info.splits)}")
-    return builder.as_data_source(split=split)
+    return CheckedArrayRecordSource(builder.as_data_source(split=split), builder.info.splits[split])
 
 
 def _default_generate() -> Callable:

@@ -18,6 +18,9 @@ and moves 0.08 units / turns 3 degrees, spread evenly over its pixel frames. Wit
 the camera first moves in its current frame, then turns. An action string is a comma-separated list
 of `keys*count` items (count in steps, default 1), e.g. "w*8,q*4,wd*6". A path of N steps has
 1 + N * frames_per_step poses (the first pose is the start, as Wan's 1 + 4k frames).
+
+Counts are ASCII digits, and the total number of steps is capped (`max_steps`, default
+MAX_ACTION_STEPS) before anything is allocated; a bad string raises ConfigError naming the item.
 """
 
 from __future__ import annotations
@@ -25,11 +28,15 @@ from __future__ import annotations
 import dataclasses
 import re
 
+import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Bool, Float
 
+from worldscape_jax.errors import ConfigError
 from worldscape_jax.geometry.cameras import make_pose
 
 KEYS = "wasdqerf."
+MAX_ACTION_STEPS = 10_000  # 40001 poses at 4 frames per step: ~40 min of video at 16 fps
 OPPOSITES = (("w", "s"), ("a", "d"), ("q", "e"), ("r", "f"))
 # (forward, right, yaw, pitch) sign of each key; yaw > 0 turns left, pitch > 0 looks up.
 KEY_EFFECTS = {
@@ -59,33 +66,40 @@ class Action:
     steps: int
 
 
-_ITEM = re.compile(r"^([a-z.]+)(?:\*(\d+))?$")
+_ITEM = re.compile(r"([a-z.]+)(?:\*([0-9]+))?")
 
 
-def parse_actions(text: str) -> list[Action]:
-    """Parses "w*8,q*4,wd*6" into Actions; raises ValueError naming the bad item and why."""
+def parse_actions(text: str, max_steps: int = MAX_ACTION_STEPS) -> list[Action]:
+    """Parses "w*8,q*4,wd*6" into Actions; raises ConfigError naming the bad item and why."""
     if not isinstance(text, str) or not text.strip():
-        raise ValueError(f"action string must be a non-empty string like 'w*8,q*4', got {text!r}")
-    actions = []
+        raise ConfigError("action string", f"expected a non-empty string like 'w*8,q*4'; got {text!r:.80}")
+    actions, total = [], 0
     for position, raw in enumerate(text.split(",")):
         item = raw.strip().lower()
-        match = _ITEM.match(item)
-        where = f"action string {text!r}, item {position} ({raw.strip()!r})"
+        match = _ITEM.fullmatch(item)
+        where = f"action string {text!r:.80}, item {position} ({raw.strip()!r:.40})"
         if match is None:
-            raise ValueError(f"{where}: expected keys from '{KEYS}' optionally followed by '*count', e.g. 'wd*6'")
-        keys, count = match.group(1), int(match.group(2) or 1)
+            raise ConfigError(where, f"expected keys from '{KEYS}' optionally followed by '*count' (ASCII digits), "
+                                     "e.g. 'wd*6'")
+        keys, digits = match.group(1), match.group(2) or "1"
+        if len(digits) > len(str(max_steps)):
+            raise ConfigError(where, f"count has {len(digits)} digits; at most {max_steps} steps are allowed")
+        count = int(digits)
         unknown = sorted(set(keys) - set(KEYS))
         if unknown:
-            raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys are '{KEYS}'")
+            raise ConfigError(where, f"unknown key(s) {unknown}; valid keys are '{KEYS}'")
         if len(set(keys)) != len(keys):
-            raise ValueError(f"{where}: a key is repeated")
+            raise ConfigError(where, "a key is repeated")
         for a, b in OPPOSITES:
             if a in keys and b in keys:
-                raise ValueError(f"{where}: opposite keys '{a}' and '{b}' in one step")
+                raise ConfigError(where, f"opposite keys '{a}' and '{b}' in one step")
         if "." in keys and len(keys) > 1:
-            raise ValueError(f"{where}: '.' (stand still) cannot be combined with other keys")
+            raise ConfigError(where, "'.' (stand still) cannot be combined with other keys")
         if count < 1:
-            raise ValueError(f"{where}: count must be >= 1")
+            raise ConfigError(where, "count must be >= 1")
+        total += count
+        if total > max_steps:
+            raise ConfigError(where, f"the string asks for {total}+ steps; at most {max_steps} (max_steps)")
         actions.append(Action(keys, count))
     return actions
 
@@ -102,32 +116,40 @@ def frame_deltas(actions: list[Action], config: ActionConfig = ActionConfig()) -
     return np.concatenate(rows, axis=0)
 
 
-def yaw_pitch_rotation(yaw: np.ndarray, pitch: np.ndarray) -> np.ndarray:
-    """Camera rotation [..., 3, 3] after turning by `yaw` about up (-y) then `pitch` about the camera x."""
-    yaw, pitch = np.asarray(yaw, np.float64), np.asarray(pitch, np.float64)
-    cy, sy, cp, sp = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch)
-    zero, one = np.zeros_like(yaw), np.ones_like(yaw)
-    r_yaw = np.stack([np.stack([cy, zero, -sy], -1), np.stack([zero, one, zero], -1),
-                      np.stack([sy, zero, cy], -1)], -2)
-    r_pitch = np.stack([np.stack([one, zero, zero], -1), np.stack([zero, cp, -sp], -1),
-                        np.stack([zero, sp, cp], -1)], -2)
+def yaw_pitch_rotation(yaw: np.ndarray, pitch: np.ndarray, xp=np) -> np.ndarray:
+    """Camera rotation [..., 3, 3] after turning by `yaw` about up (-y) then `pitch` about the camera x.
+
+    NumPy in float64 by default; `xp=jax.numpy` keeps the inputs' dtype and traces under jit.
+    """
+    if xp is np:
+        yaw, pitch = np.asarray(yaw, np.float64), np.asarray(pitch, np.float64)
+    cy, sy, cp, sp = xp.cos(yaw), xp.sin(yaw), xp.cos(pitch), xp.sin(pitch)
+    zero, one = xp.zeros_like(yaw), xp.ones_like(yaw)
+    r_yaw = xp.stack([xp.stack([cy, zero, -sy], -1), xp.stack([zero, one, zero], -1),
+                      xp.stack([sy, zero, cy], -1)], -2)
+    r_pitch = xp.stack([xp.stack([one, zero, zero], -1), xp.stack([zero, cp, -sp], -1),
+                        xp.stack([zero, sp, cp], -1)], -2)
     return r_yaw @ r_pitch
 
 
 def integrate(deltas: np.ndarray, start_c2w: np.ndarray | None = None) -> np.ndarray:
-    """Poses [1 + M, 4, 4] (float32) from per-frame (forward, right, yaw, pitch) deltas [M, 4]."""
+    """Poses [1 + M, 4, 4] (float32) from per-frame (forward, right, yaw, pitch) deltas [M, 4].
+
+    Frame i moves in the camera frame it starts with, then turns: yaw and pitch are running sums,
+    and each move is rotated by the turn reached before it (vectorised: no Python loop over frames).
+    """
     deltas = np.asarray(deltas, np.float64)
     if deltas.ndim != 2 or deltas.shape[1] != 4:
         raise ValueError(f"integrate: deltas must be [M, 4] (forward, right, yaw, pitch), got {deltas.shape}")
     start = np.eye(4) if start_c2w is None else np.asarray(start_c2w, np.float64)
-    yaw, pitch, position = 0.0, 0.0, np.zeros(3)
-    poses = [np.eye(4)]
-    for forward, right, d_yaw, d_pitch in deltas:
-        rotation = yaw_pitch_rotation(yaw, pitch)
-        position = position + rotation @ np.asarray([right, 0.0, forward])
-        yaw, pitch = yaw + d_yaw, pitch + d_pitch
-        poses.append(make_pose(yaw_pitch_rotation(yaw, pitch), position))
-    return (start[None] @ np.stack(poses)).astype(np.float32)
+    forward, right, d_yaw, d_pitch = deltas.T
+    yaw = np.concatenate([[0.0], np.cumsum(d_yaw)])
+    pitch = np.concatenate([[0.0], np.cumsum(d_pitch)])
+    rotations = yaw_pitch_rotation(yaw, pitch)
+    moves = np.stack([right, np.zeros_like(right), forward], -1)
+    steps = np.einsum("mij,mj->mi", rotations[:-1], moves)
+    positions = np.concatenate([np.zeros((1, 3)), np.cumsum(steps, axis=0)])
+    return (start[None] @ make_pose(rotations, positions)).astype(np.float32)
 
 
 def actions_to_c2w(text: str, config: ActionConfig = ActionConfig(), start_c2w: np.ndarray | None = None) -> np.ndarray:
@@ -169,7 +191,7 @@ def random_actions(num_steps: int, seed: int, *, hold_probability: float = 0.5, 
         pitch_change = {"r": 1, "f": -1}.get(turn, 0)
         if abs(pitch_steps + pitch_change) > max_pitch_steps:
             turn, pitch_change = "", 0
-        if move and _farthest(items + [(move + turn) or "."], config) > max_distance:
+        if move and np.isfinite(max_distance) and _farthest(items + [(move + turn) or "."], config) > max_distance:
             move = ""
         pitch_steps += pitch_change
         previous = (move, turn)
@@ -181,3 +203,40 @@ def _farthest(items: list[str], config: ActionConfig) -> float:
     """Largest distance from the start reached along the path of `items`."""
     positions = actions_to_c2w(",".join(items), config)[:, :3, 3]
     return float(np.max(np.linalg.norm(positions, axis=-1)))
+
+
+HELD_KEY_ORDER = "wasdqerf"  # the key axis of a held-keys array (streaming, the play page)
+
+
+def held_keys_deltas(held: Bool[Array, "... 8"], config: ActionConfig = ActionConfig()) -> Float[Array, "... 4"]:
+    """Per-pixel-frame motion (forward, right, yaw_rad, pitch_rad) of keys held for one step, jit-friendly.
+
+    `held` is a bool array over HELD_KEY_ORDER (W A S D Q E R F). Unlike an action string, opposite keys
+    may both be held (a player can press them): they cancel, as their effects sum.
+    """
+    if held.shape[-1] != len(HELD_KEY_ORDER):
+        raise ValueError(f"held keys: expected a last axis of {len(HELD_KEY_ORDER)} ({HELD_KEY_ORDER.upper()}), "
+                         f"got shape {held.shape}")
+    effects = np.asarray([KEY_EFFECTS[k] for k in HELD_KEY_ORDER], np.float32)
+    per_frame = np.asarray([config.translation_per_step, config.translation_per_step,
+                            np.deg2rad(config.rotation_deg_per_step), np.deg2rad(config.rotation_deg_per_step)],
+                           np.float32) / config.frames_per_step
+    return (held.astype(jnp.float32) @ effects) * per_frame
+
+
+def advance_heading(position: Float[Array, "b 3"], yaw: Float[Array, "b"], pitch: Float[Array, "b"],
+                    deltas: Float[Array, "b m 4"]):
+    """`integrate` for a stream, in jax: the next m poses of a path after (position, yaw, pitch).
+
+    Position and angles are relative to the stream's start pose (compose with it for world poses).
+    Returns (poses [B, m, 4, 4] relative to the start, position, yaw, pitch after the last frame).
+    """
+    yaws = yaw[:, None] + jnp.cumsum(deltas[..., 2], axis=1)
+    pitches = pitch[:, None] + jnp.cumsum(deltas[..., 3], axis=1)
+    before_yaw = jnp.concatenate([yaw[:, None], yaws[:, :-1]], axis=1)  # each frame moves, then turns
+    before_pitch = jnp.concatenate([pitch[:, None], pitches[:, :-1]], axis=1)
+    move = jnp.stack([deltas[..., 1], jnp.zeros_like(deltas[..., 0]), deltas[..., 0]], axis=-1)
+    steps = (yaw_pitch_rotation(before_yaw, before_pitch, xp=jnp) @ move[..., None])[..., 0]
+    positions = position[:, None] + jnp.cumsum(steps, axis=1)
+    poses = make_pose(yaw_pitch_rotation(yaws, pitches, xp=jnp), positions)
+    return poses, positions[:, -1], yaws[:, -1], pitches[:, -1]

@@ -60,22 +60,33 @@ class DiTConfig:
     vae_stride: tuple[int, int, int] = (4, 8, 8)
     camera: bool = False
     camera_res_blocks: int = 1
+    camera_plucker_channels: int = 6  # per pixel and pixel frame: [o x d, d], + d - d_cam with ray_turn
+    camera_ray_turn: bool = False
+    camera_turn_warp: bool = False  # the turn warp's 16 channels are part of in_dim (conditioning.py)
     attention_impl: str = "xla"
     remat_policy: str = "none"
+    scan_layers: bool = True
     dtype: str = "float32"
 
     @classmethod
     def from_config(cls, cfg: Any) -> "DiTConfig":
+        """From configs/dit.py's ConfigDict (or an export's config.json): its `camera` sub-config maps to the
+        `camera*` fields. A field this class does not have is an error, never dropped; a missing one keeps
+        its default (older exports lack the newer fields)."""
         d = dict(cfg)
-        camera = d.pop("camera", None) or {}
-        d.pop("scan_layers", None)
-        d["camera"] = bool(camera.get("enabled", False))
-        d["camera_res_blocks"] = int(camera.get("res_blocks", 1))
-        for key in ("patch_size", "vae_stride"):
-            d[key] = tuple(d[key])
+        camera = dict(d.pop("camera", None) or {})
+        unknown_camera = set(camera) - set(CAMERA_FIELDS)
+        if unknown_camera:
+            raise ValueError(f"DiT config: unknown camera fields {sorted(unknown_camera)}; expected any of "
+                             f"{sorted(CAMERA_FIELDS)}")
+        d.update({CAMERA_FIELDS[key]: value for key, value in camera.items()})
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
-            raise ValueError(f"DiT config: unknown fields {sorted(unknown)}")
+            raise ValueError(f"DiT config: unknown fields {sorted(unknown)}; expected those of "
+                             f"models/dit.py DiTConfig (configs/dit.py declares them all)")
+        for key in ("patch_size", "vae_stride"):
+            if key in d:
+                d[key] = tuple(d[key])
         return cls(**d)
 
     @property
@@ -87,6 +98,17 @@ class DiTConfig:
             raise ValueError(f"DiT config: dim={self.dim} is not divisible by num_heads={self.num_heads}")
         if self.remat_policy not in REMAT_POLICIES:
             raise ValueError(f"DiT config: remat_policy={self.remat_policy!r}; expected one of {sorted(REMAT_POLICIES)}")
+        expected_channels = 9 if self.camera_ray_turn else 6
+        if self.camera_plucker_channels != expected_channels:
+            raise ValueError(f"DiT config: camera.plucker_channels={self.camera_plucker_channels} but camera.ray_turn="
+                             f"{self.camera_ray_turn} gives {expected_channels} ray channels per pixel")
+        if (self.camera_ray_turn or self.camera_turn_warp) and not self.camera:
+            raise ValueError("DiT config: camera.ray_turn and camera.turn_warp need camera.enabled")
+
+
+# configs/dit.py's `camera` sub-config -> DiTConfig fields.
+CAMERA_FIELDS = {"enabled": "camera", "res_blocks": "camera_res_blocks", "plucker_channels": "camera_plucker_channels",
+                 "ray_turn": "camera_ray_turn", "turn_warp": "camera_turn_warp"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,6 +223,8 @@ def _scanned_blocks(cfg: DiTConfig, mask: MaskSpec, return_kv: bool, cached: boo
     policy = REMAT_POLICIES[cfg.remat_policy]
     if cfg.remat_policy != "none":
         block = nn.remat(block, policy=policy, prevent_cse=False)
+    if not cfg.scan_layers:
+        return _unrolled_blocks(cfg, mask, return_kv, block)
     scanned = nn.scan(
         block,
         variable_axes={"params": 0},
@@ -210,6 +234,31 @@ def _scanned_blocks(cfg: DiTConfig, mask: MaskSpec, return_kv: bool, cached: boo
         metadata_params={nn.PARTITION_NAME: "layers"},
     )
     return scanned(cfg, mask, return_kv, name="blocks")
+
+
+def _unrolled_blocks(cfg: DiTConfig, mask: MaskSpec, return_kv: bool, block: Any):
+    """The blocks one after another as `blocks_0 ... blocks_{L-1}` (`scan_layers=False`), created in the
+    calling module's scope: the scan's math, but each block is its own module, so `capture_intermediates`
+    and per-layer tools see inside it. `unroll_params` turns scanned params into these."""
+
+    def run(x, shared, layer_cache):
+        kvs = []
+        for i in range(cfg.num_layers):
+            cache_i = None if layer_cache is None else jax.tree.map(lambda a: a[i], layer_cache)
+            x, kv = block(cfg, mask, return_kv, name=f"blocks_{i}")(x, shared, cache_i)
+            kvs.append(kv)
+        return x, (jax.tree.map(lambda *a: jnp.stack(a), *kvs) if return_kv else None)
+
+    return run
+
+
+def unroll_params(params: Any, num_layers: int) -> Any:
+    """Scanned DiT params (`blocks` stacked over layers) -> the unrolled model's (`blocks_0`, ...)."""
+    params = dict(params)
+    stacked = params.pop("blocks")
+    for i in range(num_layers):
+        params[f"blocks_{i}"] = jax.tree.map(lambda a: a[i], stacked)
+    return params
 
 
 class WanDiT(nn.Module):
@@ -233,7 +282,9 @@ class WanDiT(nn.Module):
     ):
         """Velocity for x at per-frame `timesteps` (Wan's t in [0, 1000]).
 
-        cond: latents concatenated after x on channels (Fun-Control: control video + first frame).
+        text: text-encoder tokens; fewer than config.text_len are zero-padded to it (as Wan2.1 does).
+        cond: latents concatenated after x on channels (I2V: 4 mask channels + the image latent;
+          Fun-Control: control video + first frame).
         camera: Plücker rays packed per latent frame (`camera_encoder.pack_frames`), pixel resolution.
         clip: CLIP image tokens (image branch only).
         causal: block-causal attention over chunks of `frames_per_chunk` frames; with a cache it applies
@@ -270,7 +321,8 @@ class WanDiT(nn.Module):
             x = jnp.concatenate([x, cond.astype(x.dtype)], axis=-1)
         if x.shape[-1] != self.cfg.in_dim:
             raise ValueError(f"DiT input: latents (+ cond) have {x.shape[-1]} channels, config.in_dim is "
-                             f"{self.cfg.in_dim} (16 = noise only, 48 = Fun-Control noise + control + first frame)")
+                             f"{self.cfg.in_dim} (16 = noise only, 36 = I2V noise + mask + image, "
+                             "48 = Fun-Control noise + control + first frame)")
         h, w = x.shape[2:4]
         if h % self.cfg.patch_size[1] or w % self.cfg.patch_size[2]:
             raise ValueError(f"DiT input: latent {h}x{w} is not divisible by the patch {self.cfg.patch_size[1:]}")
@@ -286,6 +338,11 @@ class WanDiT(nn.Module):
         if c.camera:
             if camera is None:
                 raise ValueError("DiT: config.camera.enabled is set but no camera (packed Plücker rays) was given")
+            channels = c.camera_plucker_channels * c.vae_stride[0]
+            if camera.shape[-1] != channels:
+                raise ValueError(f"DiT: the camera input has {camera.shape[-1]} channels per latent frame; config "
+                                 f"camera.plucker_channels={c.camera_plucker_channels} x vae_stride[0]="
+                                 f"{c.vae_stride[0]} gives {channels} (models/conditioning.camera_input)")
             tokens = tokens + CameraEncoder(c.dim, c.vae_stride[1], c.patch_size[1:], c.camera_res_blocks,
                                             c.dtype, name="camera_encoder")(camera)
         elif camera is not None:
@@ -303,9 +360,15 @@ class WanDiT(nn.Module):
         return e, e0.reshape(*e0.shape[:2], 6, 1, c.dim)  # [B, F, 6, 1, D]: broadcasts over a frame's tokens
 
     def _embed_text(self, text):
+        """Text tokens [B, L <= text_len, text_dim], zero-padded to text_len as Wan2.1 does: the padding
+        is not masked in cross-attention, so the padded length changes the result (research notes §9.6)."""
         c = self.cfg
         if text.shape[-1] != c.text_dim:
             raise ValueError(f"DiT: text embeddings have width {text.shape[-1]}, config.text_dim is {c.text_dim}")
+        if text.shape[1] > c.text_len:
+            raise ValueError(f"DiT: text has {text.shape[1]} tokens, more than config.text_len={c.text_len} "
+                             "(Wan2.1 zero-pads shorter text to text_len and has no room for longer)")
+        text = jnp.pad(text, ((0, 0), (0, c.text_len - text.shape[1]), (0, 0)))
         h = Linear(c.dim, ("text_embed", "embed"), dtype=c.dtype, name="text_embedding_0")(text.astype(c.dtype))
         return Linear(c.dim, ("embed", "mlp"), dtype=c.dtype, name="text_embedding_2")(gelu_tanh(h))
 

@@ -8,6 +8,7 @@ latents the DiT sees: z = (mu - mean) / std, and back with mu = z * std + mean (
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 # Per-channel statistics of the official Wan2.1 VAE latents (WanVAE in wan/modules/vae.py).
 WAN2_1_LATENT_MEAN = (
@@ -54,6 +55,22 @@ class VAEConfig:
         if min(self.latent_std) <= 0:
             raise ValueError(f"VAEConfig.latent_std must be positive, got {self.latent_std}")
 
+    @classmethod
+    def from_config(cls, model: Any, stats: Any = None) -> "VAEConfig":
+        """The preset `model.preset` with every other field of `model` (configs/vae.py's `config.model`)
+        overriding it, and the latent statistics from `stats` ({mean, std}: an export's `vae_stats`).
+        A field this class does not have is refused by name, never dropped."""
+        overrides = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in dict(model).items()}
+        preset = overrides.pop("preset", None)
+        fields = {f.name for f in dataclasses.fields(cls)} - {"latent_mean", "latent_std"}
+        unknown = sorted(set(overrides) - fields)
+        if preset is None or unknown:
+            raise ValueError(f"VAE config: config.model needs `preset` and any of {sorted(fields)} "
+                             f"(models/vae_config.py VAEConfig); got unknown fields {unknown}, preset {preset!r}")
+        if stats is not None:
+            overrides.update(latent_mean=tuple(stats["mean"]), latent_std=tuple(stats["std"]))
+        return dataclasses.replace(get_vae_config(preset), **overrides)
+
     @property
     def temporal_factor(self) -> int:
         """Pixel frames per latent frame after the first (4 for Wan)."""
@@ -82,14 +99,12 @@ def tiny() -> VAEConfig:
     stride would leave 8x8 latents and only 16 tokens, too coarse for the camera and memory tests.
     Time keeps Wan's 4x (both stages halve time), so F = 1 + 4k pixel frames give 1 + k latents and
     the chunk arithmetic of the streaming code is identical at both scales.
-    Widths 16/32/64 with one residual block per stage (1.9 M parameters): at width 32 a training
-    step took ~3x longer on two CPU cores (7 s vs 2.8 s for 8 clips of 5 frames), too slow to train
-    in the time a session has; 16 latent channels match the DiT's in_dim. The latent statistics
-    stay 0/1 here; the trained export carries the measured ones (`vae_stats`).
-    With the patch shortcut: at this width the deep path alone plateaued at 26.5 dB held-out after
-    ~2.5 h of training, below a plain PCA of the 4x4x4 pixel blocks (29.6 dB with 16 components);
-    the shortcut, started as that PCA (the VAE stage's `shortcut_init`), lets the deep path learn
-    only what is non-linear.
+    Widths 16/32/64 with one residual block per stage (1.9 M parameters), narrow enough for a CPU to
+    train it in one session (a width-32 step is ~3x slower; BENCHMARKS.md); 16 latent channels match
+    the DiT's in_dim. The latent statistics stay 0/1 here; the trained export carries the measured
+    ones (`vae_stats`). With the patch shortcut: a deep path this narrow reconstructs worse on its own
+    than a linear PCA of the 4x4x4 pixel blocks, so the shortcut, started as that PCA (the VAE stage's
+    `shortcut_init`), leaves the deep path only what is non-linear.
     """
     return VAEConfig(dim=16, dim_mult=(1, 2, 4), num_res_blocks=1, temporal_downsample=(True, True),
                      z_dim=16, latent_mean=(0.0,) * 16, latent_std=(1.0,) * 16, patch_shortcut=True)
@@ -103,3 +118,10 @@ def get_vae_config(name: str) -> VAEConfig:
     if name not in PRESETS:
         raise ValueError(f"unknown VAE preset {name!r}; available: {sorted(PRESETS)}")
     return PRESETS[name]()
+
+
+def vae_config(config) -> VAEConfig:
+    """The VAEConfig of a VAE stage config (configs/vae.py) or of its export: the preset named by
+    `config.model.preset`, with any other `config.model` field overriding it (e.g. `--config.model.dim=16`)
+    and the export's measured `vae_stats` as latent statistics, so loading rebuilds the trained shape."""
+    return VAEConfig.from_config(config.model, config.vae_stats)

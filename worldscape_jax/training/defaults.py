@@ -30,7 +30,7 @@ def trainer_config(stage: str, total_steps: int, global_batch: int) -> ml_collec
         dict(
             name="adamw", lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0, decay_all_params=False,
             schedule="warmup_cosine", warmup_steps=0, decay_steps=0, min_lr_ratio=0.0, grad_clip=1.0,
-            accumulation_steps=1,
+            accumulation_steps=1, momentum=0.0,  # momentum: sgd only
         )
     )
     # Master weights in param_dtype; the loss runs with params cast to compute_dtype.

@@ -27,9 +27,10 @@ from jax.experimental import multihost_utils
 from worldscape_jax.training import logging as train_logging
 from worldscape_jax.training import media, sharding
 from worldscape_jax.training.checkpointing import Checkpointer
-from worldscape_jax.training.export import load_init_params, write_run_config
 from worldscape_jax.training.flops import function_flops
+from worldscape_jax.training.init_from import load_init_params
 from worldscape_jax.training.optim import make_optimizer
+from worldscape_jax.training.run_config import write_run_config
 from worldscape_jax.training.stages import get_stage
 from worldscape_jax.training.step import dtype_from_config, make_train_step
 from worldscape_jax.training.train_state import TrainState, cast_floating, create_train_state
@@ -170,7 +171,7 @@ def restore_or_init(setup: Setup, config: Any, ckpt: Checkpointer, data_iter: An
     if restored is not None:
         return restored
     state = initial_state(setup, config)
-    if config.get("init_from"):
+    if config.init_from:
         state = start_from_export(state, setup, config.init_from)
     return state, 0
 
@@ -196,6 +197,10 @@ def train(config: Any, workdir: str, hooks: Sequence[tuple[int, Hook]] = ()) -> 
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint.keep, config.checkpoint.async_save)
     writer = train_logging.MetricWriter(workdir, tensorboard=config.log.tensorboard)
     state, step = restore_or_init(setup, config, ckpt, data_iter)
+    if step >= config.total_steps and jax.process_index() == 0:
+        print(f"train: {workdir} already finished (its checkpoint is at step {step}, config.total_steps is "
+              f"{config.total_steps}); nothing to train. Raise --config.total_steps to continue it, or give a "
+              "new --workdir for a fresh run.")
     writer.truncate_after(step)
     write_run_summary(setup, state, workdir, config)
     progress = train_logging.Progress(step, config.total_steps, config.global_batch, config.log.progress)

@@ -46,23 +46,58 @@ def tile_clips(videos: np.ndarray) -> np.ndarray:
     return np.concatenate(list(videos), axis=2)
 
 
+class Mp4Writer:
+    """H.264 mp4 written frame by frame (constant memory, for streams of any length).
+
+    Frames are uint8 [H, W, 3] of one size; odd sizes are padded to even numbers for yuv420p.
+    Use as a context manager or call `close()`; nothing is written until the first frame.
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: int = 8):
+        self.path, self.fps, self.frames_written = os.fspath(path), fps, 0
+        self._writer, self._shape = None, None
+
+    def write(self, frame: np.ndarray) -> None:
+        frame = np.asarray(frame)
+        if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
+            raise ValueError(f"media.Mp4Writer({self.path}): expected uint8 [H, W, 3], got {frame.dtype} {frame.shape}")
+        if self._writer is None:
+            self._open(frame.shape)
+        elif frame.shape != self._shape:
+            raise ValueError(f"media.Mp4Writer({self.path}): frame {frame.shape} differs from the first {self._shape}")
+        frame = np.pad(frame, ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0)), mode="edge")
+        self._writer.send(np.ascontiguousarray(frame).tobytes())
+        self.frames_written += 1
+
+    def _open(self, shape: tuple[int, ...]) -> None:
+        import imageio_ffmpeg  # deferred: only video writers need ffmpeg (bundled with the package)
+
+        self._shape = shape
+        height, width = shape[0] + shape[0] % 2, shape[1] + shape[1] % 2
+        self._writer = imageio_ffmpeg.write_frames(self.path, (width, height), fps=self.fps, codec="libx264",
+                                                   macro_block_size=1, quality=8)
+        self._writer.send(None)  # start the ffmpeg process
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def __enter__(self) -> "Mp4Writer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int = 8) -> None:
     """Encode uint8 frames [F, H, W, 3] as H.264 mp4 (sizes padded to even numbers for yuv420p)."""
-    import imageio_ffmpeg  # deferred: only sample hooks need ffmpeg (bundled with the package)
-
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"media.write_mp4({path}): expected uint8 [F, H, W, 3], got {frames.dtype} {frames.shape}")
-    pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
-    frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-    height, width = frames.shape[1:3]
-    writer = imageio_ffmpeg.write_frames(
-        os.fspath(path), (width, height), fps=fps, codec="libx264", macro_block_size=1, quality=8
-    )
-    writer.send(None)  # start the ffmpeg process
-    for frame in frames:
-        writer.send(np.ascontiguousarray(frame).tobytes())
-    writer.close()
+    with Mp4Writer(path, fps) as writer:
+        for frame in frames:
+            writer.write(frame)
 
 
 def read_mp4(path: str | os.PathLike) -> np.ndarray:

@@ -29,18 +29,14 @@ def make_schedule(optim: ml_collections.ConfigDict, total_steps: int) -> optax.S
         raise ValueError(f"config.optim.schedule must be one of {SCHEDULES}, got {optim.schedule!r}")
     if optim.lr <= 0:
         raise ValueError(f"config.optim.lr must be > 0, got {optim.lr}")
-    warmup = int(optim.get("warmup_steps", 0))
-    decay_steps = int(optim.get("decay_steps", 0) or total_steps)
-    final = optim.lr * float(optim.get("min_lr_ratio", 0.0))
+    decay_steps = int(optim.decay_steps or total_steps)
+    warmup = short_run_warmup(int(optim.warmup_steps), decay_steps, optim.schedule)
+    final = optim.lr * float(optim.min_lr_ratio)
     if optim.schedule == "constant":
         if warmup == 0:
             return optax.constant_schedule(optim.lr)
         return optax.join_schedules(
             [optax.linear_schedule(0.0, optim.lr, warmup), optax.constant_schedule(optim.lr)], [warmup]
-        )
-    if decay_steps <= warmup:
-        raise ValueError(
-            f"config.optim: decay_steps ({decay_steps}) must exceed warmup_steps ({warmup}) for {optim.schedule}"
         )
     if optim.schedule == "warmup_cosine":
         return optax.warmup_cosine_decay_schedule(0.0, optim.lr, warmup, decay_steps, end_value=final)
@@ -48,6 +44,18 @@ def make_schedule(optim: ml_collections.ConfigDict, total_steps: int) -> optax.S
         [optax.linear_schedule(0.0, optim.lr, warmup), optax.linear_schedule(optim.lr, final, decay_steps - warmup)],
         [warmup],
     )
+
+
+def short_run_warmup(warmup: int, decay_steps: int, schedule: str) -> int:
+    """`warmup`, or a fifth of the run when the run is too short for it (a quick `--config.total_steps=20`
+    of a config that warms up over 100 steps), said on the console rather than failing."""
+    if schedule == "constant" or warmup < decay_steps:
+        return warmup
+    capped = decay_steps // 5
+    print(f"optim: warmup_steps={warmup} does not fit a run that decays over {decay_steps} steps "
+          f"(config.total_steps, or config.optim.decay_steps); warming up over {capped} steps instead "
+          "(set --config.optim.warmup_steps to choose)")
+    return capped
 
 
 def _decay_mask(params):
@@ -63,15 +71,15 @@ def make_optimizer(
         raise ValueError(f"config.optim.name must be one of {OPTIMIZERS}, got {optim.name!r}")
     schedule = make_schedule(optim, total_steps)
     parts = []
-    if optim.get("grad_clip", 0.0):
+    if optim.grad_clip:
         parts.append(optax.clip_by_global_norm(float(optim.grad_clip)))
     if optim.name == "adamw":
-        mask = None if optim.get("decay_all_params", False) else _decay_mask
+        mask = None if optim.decay_all_params else _decay_mask
         parts.append(
             optax.adamw(
                 schedule, b1=optim.b1, b2=optim.b2, eps=optim.eps, weight_decay=optim.weight_decay, mask=mask
             )
         )
     else:
-        parts.append(optax.sgd(schedule, momentum=optim.get("momentum", None) or None))
+        parts.append(optax.sgd(schedule, momentum=optim.momentum or None))
     return optax.chain(*parts), schedule

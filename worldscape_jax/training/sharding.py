@@ -19,6 +19,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from worldscape_jax.errors import ConfigError
 from worldscape_jax.training.train_state import TrainState
 
 MESH_AXES = ("data", "fsdp", "tensor", "context")
@@ -68,20 +69,20 @@ def mesh_shape(mesh_config: Any, num_devices: int) -> tuple[int, ...]:
     """Axis sizes in MESH_AXES order; one axis may be -1 and takes what the others leave."""
     unknown = set(mesh_config.keys()) - set(MESH_AXES)
     if unknown:
-        raise ValueError(f"config.mesh has unknown axes {sorted(unknown)}; allowed: {MESH_AXES}")
+        raise ConfigError("config.mesh", f"unknown axes {sorted(unknown)}; allowed: {MESH_AXES}")
     sizes = [int(mesh_config.get(axis, 1)) for axis in MESH_AXES]
     free = [i for i, s in enumerate(sizes) if s == -1]
     if len(free) > 1 or any(s == 0 or s < -1 for s in sizes):
-        raise ValueError(f"config.mesh: sizes must be >= 1 with at most one -1, got {dict(zip(MESH_AXES, sizes))}")
+        raise ConfigError("config.mesh", f"sizes must be >= 1 with at most one -1, got {dict(zip(MESH_AXES, sizes))}")
     fixed = math.prod(s for s in sizes if s != -1)
     if free:
         if num_devices % fixed:
-            raise ValueError(f"config.mesh: {num_devices} devices do not divide by the fixed axes product {fixed}")
+            fixed_axes = {a: s for a, s in zip(MESH_AXES, sizes) if s != -1}
+            raise ConfigError("config.mesh", f"{fixed_axes} need a multiple of {fixed} devices, found {num_devices}")
         sizes[free[0]] = num_devices // fixed
     if math.prod(sizes) != num_devices:
-        raise ValueError(
-            f"config.mesh {dict(zip(MESH_AXES, sizes))} needs {math.prod(sizes)} devices, found {num_devices}"
-        )
+        raise ConfigError("config.mesh", f"{dict(zip(MESH_AXES, sizes))} needs {math.prod(sizes)} devices, found "
+                                         f"{num_devices}")
     return tuple(sizes)
 
 

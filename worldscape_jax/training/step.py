@@ -53,7 +53,7 @@ def _constrain_batch(micro: Any) -> Any:
 def make_grad_fn(loss_fn: Callable, config: Any) -> Callable:
     """(params, batch, rng) -> ((loss, metrics), grads), accumulating over micro-batches if asked."""
     compute_dtype = dtype_from_config(config.precision.compute_dtype, "compute_dtype")
-    num_micro = int(config.optim.get("accumulation_steps", 1))
+    num_micro = int(config.optim.accumulation_steps)
     if num_micro < 1:
         raise ValueError(f"config.optim.accumulation_steps must be >= 1, got {num_micro}")
 
@@ -87,7 +87,7 @@ def make_train_step(
     """The pure train step for `loss_fn` under `config` (see the module docstring)."""
     grad_fn = make_grad_fn(loss_fn, config)
     ema_decay = float(config.ema.decay)
-    ema_start = int(config.ema.get("start_step", 0))
+    ema_start = int(config.ema.start_step)
 
     def train_step(state: TrainState, batch: Any) -> tuple[TrainState, dict]:
         (loss, metrics), grads = grad_fn(state.params, batch, step_rng(state))

@@ -17,6 +17,11 @@ treat `transforms/camera` as OpenCV axes; that is our default (`camera_axes="ope
 file shows ARKit axes (x right, y up, z backward), pass `camera_axes="arkit"`, which re-axes the
 camera by diag(1, -1, -1). This has not been checked on a real EgoDex file (none can be downloaded
 here): check one frame's projected wrist against the video before training on it.
+
+Checks (every failure is a DataFormatError naming the file and the dataset): datasets are plain
+numeric arrays whose size is checked before they are read; poses (camera and joints) are rigid;
+confidences lie in [0, 1]; the principal point lies inside the image; an episode has >= 1 frame;
+the description is a UTF-8 string.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Literal
 import h5py
 import numpy as np
 
+from worldscape_jax.data import checks
 from worldscape_jax.data.errors import DataFormatError
 from worldscape_jax.data.formats import frames as frame_io
 from worldscape_jax.geometry.cameras import intrinsics_to_normalised, invert_pose
@@ -107,6 +113,8 @@ def read_episode(hdf5_path: str | os.PathLike, mp4_path: str | os.PathLike | Non
     The image size comes from the video, else `image_hw`, else EgoDex's 1080x1920.
     """
     hdf5_path = Path(hdf5_path)
+    if camera_axes not in ("opencv", "arkit"):
+        raise DataFormatError(hdf5_path, f"camera_axes must be 'opencv' or 'arkit'; got {camera_axes!r}")
     video = None if mp4_path is None else frame_io.read_mp4(mp4_path)[0]
     with _open_hdf5(hdf5_path) as file:
         pixel_k = _read_intrinsic_matrix(file, hdf5_path)
@@ -114,15 +122,16 @@ def read_episode(hdf5_path: str | os.PathLike, mp4_path: str | os.PathLike | Non
         frames = len(c2w)
         keypoints = np.stack([_read_hand(file, hdf5_path, side, frames, "transforms") for side in SIDES], 1)
         confidences = np.stack([_read_hand(file, hdf5_path, side, frames, "confidences") for side in SIDES], 1)
-        text = _read_text_attribute(file, "llm_description")
+        text = _read_text_attribute(file, hdf5_path, "llm_description")
     if camera_axes == "arkit":
         c2w = c2w @ ARKIT_TO_OPENCV
-    elif camera_axes != "opencv":
-        raise DataFormatError(hdf5_path, f"camera_axes must be 'opencv' or 'arkit'; got {camera_axes!r}")
     if video is not None and len(video) != frames:
         raise DataFormatError(mp4_path, f"has {len(video)} frames but {hdf5_path} has {frames} poses in "
                                         "'transforms/camera'; expected one frame per pose")
     height, width = video.shape[1:3] if video is not None else (image_hw or EGODEX_IMAGE_HW)
+    if not (0 <= pixel_k[0, 2] <= width and 0 <= pixel_k[1, 2] <= height):
+        raise DataFormatError(hdf5_path, f"expected the principal point (cx, cy) inside the {width}x{height} image; "
+                                         f"got ({pixel_k[0, 2]:.6g}, {pixel_k[1, 2]:.6g})", key="camera/intrinsic")
     pixels, depth = project_to_pixels(keypoints, c2w, pixel_k)
     intrinsics = intrinsics_to_normalised(np.array([pixel_k[0, 0], pixel_k[1, 1], pixel_k[0, 2], pixel_k[1, 2]]),
                                           height, width)
@@ -145,28 +154,45 @@ def _open_hdf5(path: Path) -> h5py.File:
         raise DataFormatError(path, "expected an EgoDex .hdf5 file; it does not exist")
     try:
         return h5py.File(path, "r")
-    except OSError as error:
+    except (OSError, RuntimeError, ValueError) as error:
         raise DataFormatError(path, f"cannot open as HDF5 ({error})") from error
 
 
-def _dataset(file: h5py.File, path: Path, key: str) -> np.ndarray:
-    if key not in file:
-        raise DataFormatError(path, "missing from the HDF5 file (expected EgoDex layout: camera/intrinsic, "
-                                    "transforms/<joint>, confidences/<joint>)", key=key)
-    node = file[key]
-    if not isinstance(node, h5py.Dataset):
-        raise DataFormatError(path, "expected an array; found a group", key=key)
-    return np.asarray(node[()], np.float64)
+# What h5py raises for a damaged file, dataset or dtype (it maps HDF5's C errors to these).
+H5PY_ERRORS = (OSError, RuntimeError, ValueError, TypeError, KeyError, AttributeError)
+
+
+def _dataset(file: h5py.File, path: Path, key: str, *, max_bytes: int = checks.MAX_ARRAY_BYTES) -> np.ndarray:
+    """The numeric dataset `key` as float64, its dtype and size checked before it is read."""
+    try:
+        node = file.get(key)
+        if node is None:
+            raise DataFormatError(path, "missing from the HDF5 file (expected EgoDex layout: camera/intrinsic, "
+                                        "transforms/<joint>, confidences/<joint>)", key=key)
+        if not isinstance(node, h5py.Dataset):
+            raise DataFormatError(path, "expected an array; found a group", key=key)
+        dtype = node.dtype
+        if dtype.kind not in "fiu" or dtype.fields is not None or h5py.check_vlen_dtype(dtype) is not None:
+            raise DataFormatError(path, f"expected a plain numeric (float or integer) array; got dtype {dtype}",
+                                  key=key)
+        checks.check_size(path, node.shape, dtype.itemsize, max_bytes=max_bytes, key=key)
+        return np.asarray(node[()], np.float64)
+    except DataFormatError:
+        raise
+    except H5PY_ERRORS as error:
+        raise DataFormatError(path, f"cannot read the dataset ({type(error).__name__}: {error})", key=key) from error
 
 
 def _read_intrinsic_matrix(file: h5py.File, path: Path) -> np.ndarray:
     k = _dataset(file, path, "camera/intrinsic")
-    if k.shape != (3, 3) or not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0:
+    if k.shape != (3, 3) or not np.all(np.isfinite(k)) or not (k[0, 0] > 0 and k[1, 1] > 0):
         raise DataFormatError(path, f"expected a finite 3x3 pixel intrinsic matrix with fx, fy > 0; got "
                                     f"shape {k.shape}", key="camera/intrinsic")
     if abs(k[0, 1]) > 1e-6 or not np.allclose(k[2], [0, 0, 1]) or not np.allclose(k[1, 0], 0):
         raise DataFormatError(path, f"expected [[fx,0,cx],[0,fy,cy],[0,0,1]] (no skew); got {k.tolist()}",
                               key="camera/intrinsic")
+    if not (k[0, 0] <= checks.FLOAT32_MAX and k[1, 1] <= checks.FLOAT32_MAX and np.all(np.abs(k) <= 1e7)):
+        raise DataFormatError(path, f"expected pixel intrinsics below 1e7; got {k.tolist()}", key="camera/intrinsic")
     return k
 
 
@@ -176,8 +202,11 @@ def _read_transforms(file: h5py.File, path: Path, joint: str, frames: int | None
     if poses.ndim != 3 or poses.shape[1:] != (4, 4) or (frames is not None and len(poses) != frames):
         expected = f"[{frames if frames is not None else 'N'}, 4, 4]"
         raise DataFormatError(path, f"expected poses of shape {expected}; got {poses.shape}", key=key)
-    if not np.all(np.isfinite(poses)):
-        raise DataFormatError(path, "expected finite poses; found NaN or inf", key=key)
+    if len(poses) == 0:
+        raise DataFormatError(path, "the episode has no frames; expected at least one pose", key=key)
+    if not np.all(np.abs(poses) <= checks.FLOAT32_MAX):
+        raise DataFormatError(path, "expected finite poses within float32's range; found NaN, inf or larger", key=key)
+    checks.check_rigid(poses, path, key=key)
     return poses
 
 
@@ -188,14 +217,31 @@ def _read_hand(file: h5py.File, path: Path, side: str, frames: int, group: str) 
         if group == "transforms":
             columns.append(_read_transforms(file, path, joint, frames)[:, :3, 3])
             continue
-        values = _dataset(file, path, f"confidences/{joint}")
+        key = f"confidences/{joint}"
+        values = _dataset(file, path, key)
         if values.shape != (frames,):
-            raise DataFormatError(path, f"expected confidences of shape [{frames}]; got {values.shape}",
-                                  key=f"confidences/{joint}")
+            raise DataFormatError(path, f"expected confidences of shape [{frames}]; got {values.shape}", key=key)
+        bad = ~((values >= 0) & (values <= 1))
+        if np.any(bad):
+            raise DataFormatError(path, f"expected confidences in [0, 1]; {int(bad.sum())} of {len(values)} are not, "
+                                        f"e.g. {values[np.argmax(bad)]!r} at frame {int(np.argmax(bad))}", key=key)
         columns.append(values)
     return np.stack(columns, 1)
 
 
-def _read_text_attribute(file: h5py.File, name: str) -> str:
-    value = file.attrs.get(name, "")
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+def _read_text_attribute(file: h5py.File, path: Path, name: str) -> str:
+    """The string attribute `name` ("" when absent); a non-string or non-UTF-8 value is an error."""
+    try:
+        value = file.attrs.get(name, "")
+    except H5PY_ERRORS as error:
+        raise DataFormatError(path, f"cannot read the attribute ({type(error).__name__}: {error})",
+                              key=f"attrs/{name}") from error
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise DataFormatError(path, f"expected UTF-8 text; {error}", key=f"attrs/{name}") from error
+    if not isinstance(value, str):
+        raise DataFormatError(path, f"expected a string; got {type(value).__name__} {str(value)[:40]}",
+                              key=f"attrs/{name}")
+    return value

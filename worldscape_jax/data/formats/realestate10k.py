@@ -13,6 +13,8 @@ numbers separated by spaces (research notes, control_memory_metrics.md §1.1):
 We return c2w = inv(w2c) as float32 [N, 4, 4]. Frames come from an image folder (one image per pose
 line, sorted by file name) or an mp4 (either one frame per pose line, or the whole video with frames
 picked by timestamp). Line numbers in errors are 1-based, as in an editor (line 1 is the URL).
+Numbers are parsed strictly (data/checks.py): ASCII decimals within float32's range; focal lengths
+in [1e-3, 1e3] and the principal point inside the image (normalised [0, 1]); rotations rigid.
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ from typing import Literal
 
 import numpy as np
 
+from worldscape_jax.data import checks
 from worldscape_jax.data.errors import DataFormatError
 from worldscape_jax.data.formats import frames as frame_io
 from worldscape_jax.geometry.cameras import c2w_to_w2c, w2c_to_c2w
 
 NUMBERS_PER_LINE = 19
-DEFAULT_ROTATION_ATOL = 1e-3  # the released files print ~6 decimals; their rotations are orthonormal to ~1e-6
+DEFAULT_ROTATION_ATOL = checks.ROTATION_ATOL
+FOCAL_RANGE = (1e-3, 1e3)  # normalised fx, fy: fields of view from ~0.06 to ~179.9 degrees
+PRINCIPAL_POINT_RANGE = (0.0, 1.0)  # normalised cx, cy: inside the image
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,8 +54,8 @@ class RealEstate10KPoses:
 def parse_pose_text(text: str, path: str | os.PathLike | None = None,
                     rotation_atol: float = DEFAULT_ROTATION_ATOL) -> RealEstate10KPoses:
     """Parses the text of a pose file; raises DataFormatError naming `path`, the line and the problem."""
-    lines = text.splitlines()
-    while lines and not lines[-1].strip():
+    lines = checks.split_lines(text)
+    while lines and not lines[-1].strip(" \t"):
         lines.pop()
     if not lines:
         raise DataFormatError(path, "the pose file is empty; expected a URL line followed by pose lines", line=1)
@@ -78,19 +83,21 @@ def read_pose_file(path: str | os.PathLike, rotation_atol: float = DEFAULT_ROTAT
 def parse_pose_line(line: str, path: str | os.PathLike | None, line_number: int,
                     rotation_atol: float = DEFAULT_ROTATION_ATOL) -> tuple[int, np.ndarray, np.ndarray]:
     """One pose line -> (timestamp_us, normalised intrinsics float64 [4], w2c float64 [4, 4])."""
-    tokens = line.split()
+    tokens = checks.split_fields(line)
     if len(tokens) != NUMBERS_PER_LINE:
         raise DataFormatError(path, f"expected {NUMBERS_PER_LINE} numbers (timestamp fx fy cx cy 0 0 and a 3x4 "
                                     f"world-to-camera matrix); got {len(tokens)} fields", line=line_number)
-    timestamp = _parse_timestamp(tokens[0], path, line_number)
-    values = np.asarray([_parse_float(tok, column, path, line_number) for column, tok in enumerate(tokens[1:], 2)])
-    intrinsics = values[:4]
-    if not (intrinsics[0] > 0 and intrinsics[1] > 0):
-        raise DataFormatError(path, f"expected positive focal lengths fx, fy; got {intrinsics[:2].tolist()}",
+    timestamp = checks.parse_int(tokens[0], path, line_number, "field 1 (the integer timestamp in microseconds)")
+    if not 0 <= timestamp < 2**63:
+        raise DataFormatError(path, f"expected a timestamp in [0, 2^63) microseconds; got {timestamp}",
                               line=line_number)
+    values = np.asarray([checks.parse_float(tok, path, line_number, f"field {column}")
+                         for column, tok in enumerate(tokens[1:], 2)])
+    intrinsics = values[:4]
+    _check_intrinsics(intrinsics, path, line_number)
     w2c = np.eye(4)
     w2c[:3, :] = values[6:].reshape(3, 4)
-    _check_rotation(w2c[:3, :3], path, line_number, rotation_atol)
+    checks.check_rigid(w2c, path, first_line=line_number, atol=rotation_atol)
     return timestamp, intrinsics, w2c
 
 
@@ -161,42 +168,16 @@ def _parse_url(line: str, path) -> str:
     return url
 
 
-def _parse_timestamp(token: str, path, line_number: int) -> int:
-    try:
-        timestamp = int(token)
-    except ValueError:
-        raise DataFormatError(path, f"expected an integer timestamp in microseconds as field 1; got {token[:40]!r}",
-                              line=line_number) from None
-    if not 0 <= timestamp < 2**63:
-        raise DataFormatError(path, f"expected a timestamp in [0, 2^63) microseconds; got {timestamp}",
-                              line=line_number)
-    return timestamp
-
-
-def _parse_float(token: str, column: int, path, line_number: int) -> float:
-    try:
-        value = float(token)
-    except ValueError:
-        raise DataFormatError(path, f"expected a number as field {column}; got {token[:40]!r}",
-                              line=line_number) from None
-    if not math.isfinite(value):
-        raise DataFormatError(path, f"expected a finite number as field {column}; got {token[:40]!r}",
-                              line=line_number)
-    return value
-
-
-def _check_rotation(rotation: np.ndarray, path, line_number: int, atol: float) -> None:
-    if np.abs(rotation).max() > 1.0 + atol:
-        raise DataFormatError(path, f"rotation entries must lie in [-1, 1] (an orthonormal matrix); "
-                                    f"got max |r| = {np.abs(rotation).max():.4g}", line=line_number)
-    error = np.abs(rotation.T @ rotation - np.eye(3)).max()
-    if error > atol:
-        raise DataFormatError(path, f"expected an orthonormal rotation (R^T R = I within {atol}); "
-                                    f"max |R^T R - I| = {error:.3g}", line=line_number)
-    det = np.linalg.det(rotation)
-    if abs(det - 1.0) > 3 * atol:
-        raise DataFormatError(path, f"expected a rotation with det +1 (no reflection); got det {det:.4f}",
-                              line=line_number)
+def _check_intrinsics(intrinsics: np.ndarray, path, line_number: int) -> None:
+    fx, fy, cx, cy = intrinsics
+    low, high = FOCAL_RANGE
+    if not (low <= fx <= high and low <= fy <= high):
+        raise DataFormatError(path, f"expected positive focal lengths fx, fy in [{low}, {high}] (normalised by the "
+                                    f"image size); got {fx:.4g}, {fy:.4g}", line=line_number)
+    low, high = PRINCIPAL_POINT_RANGE
+    if not (low <= cx <= high and low <= cy <= high):
+        raise DataFormatError(path, f"expected the principal point cx, cy in [{low}, {high}] (normalised: inside "
+                                    f"the image); got {cx:.4g}, {cy:.4g}", line=line_number)
 
 
 def _check_increasing(timestamps: np.ndarray, path) -> None:

@@ -29,12 +29,16 @@ from pathlib import Path
 
 import numpy as np
 
+from worldscape_jax.data import checks
 from worldscape_jax.data.errors import DataFormatError
 from worldscape_jax.data.formats import frames as frame_io
+from worldscape_jax.data.formats.npy import read_npy
 
 NED_TO_OPENCV = np.array([[0, 1, 0, 0], [0, 0, 1, 0], [1, 0, 0, 0], [0, 0, 0, 1]], np.float64)
 TARTANAIR_V1_INTRINSICS = np.array([320 / 640, 320 / 480, 320 / 640, 240 / 480], np.float32)
 QUATERNION_NORM_ATOL = 1e-3
+POSE_FIELDS = ("tx", "ty", "tz", "qx", "qy", "qz", "qw")
+MAX_DEPTH_M = 1e6  # TartanAir's sky is far but finite; 1e38 is a corrupt value, not a distance
 
 
 def quaternion_to_rotation(quaternion: np.ndarray) -> np.ndarray:
@@ -56,8 +60,8 @@ def ned_to_opencv_c2w(c2w_ned: np.ndarray) -> np.ndarray:
 def parse_pose_text(text: str, path: str | os.PathLike | None = None) -> np.ndarray:
     """The text of pose_left.txt -> OpenCV-axis c2w float32 [N, 4, 4]."""
     rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
+    for number, line in enumerate(checks.split_lines(text), start=1):
+        if line.strip(" \t"):
             rows.append(_parse_pose_line(line, path, number))
     if not rows:
         raise DataFormatError(path, "expected pose lines 'tx ty tz qx qy qz qw'; the file has none")
@@ -77,16 +81,22 @@ def read_poses(path: str | os.PathLike) -> np.ndarray:
     return parse_pose_text(text, path)
 
 
-def read_depth(path: str | os.PathLike, expected_hw: tuple[int, int] | None = None) -> np.ndarray:
-    """One depth map (metres along the optical axis) from a .npy file as float32 [H, W]."""
-    try:
-        depth = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise DataFormatError(path, f"cannot read the depth array ({error})") from error
-    if depth.ndim != 2 or not np.issubdtype(depth.dtype, np.floating):
-        raise DataFormatError(path, f"expected a float [H, W] depth map; got {depth.dtype} {depth.shape}")
+def read_depth(path: str | os.PathLike, expected_hw: tuple[int, int] | None = None, *,
+               max_depth: float = MAX_DEPTH_M, max_bytes: int = checks.MAX_ARRAY_BYTES) -> np.ndarray:
+    """One depth map (metres along the optical axis) from a .npy file as float32 [H, W].
+
+    The header is checked against the file's size before anything is allocated; every depth must be
+    finite and in (0, max_depth].
+    """
+    depth = read_npy(path, ndim=2, max_bytes=max_bytes)
     if expected_hw is not None and depth.shape != tuple(expected_hw):
         raise DataFormatError(path, f"depth has size {depth.shape}; expected {tuple(expected_hw)} like the images")
+    with np.errstate(invalid="ignore"):
+        bad = ~((depth > 0) & (depth <= max_depth))
+    if np.any(bad):
+        row, col = np.unravel_index(int(np.argmax(bad)), depth.shape)
+        raise DataFormatError(path, f"expected finite depths in (0, {max_depth:g}] metres; {int(bad.sum())} are not, "
+                                    f"e.g. {depth[row, col]!r} at pixel (row {row}, column {col})")
     return depth.astype(np.float32)
 
 
@@ -112,17 +122,12 @@ def read_sequence(folder: str | os.PathLike, camera: str = "left",
 
 
 def _parse_pose_line(line: str, path, number: int) -> np.ndarray:
-    tokens = line.split()
+    tokens = checks.split_fields(line)
     if len(tokens) != 7:
         raise DataFormatError(path, f"expected 7 numbers 'tx ty tz qx qy qz qw'; got {len(tokens)} fields",
                               line=number)
-    try:
-        values = np.asarray([float(t) for t in tokens])
-    except ValueError:
-        raise DataFormatError(path, f"expected 7 numbers 'tx ty tz qx qy qz qw'; got {line.strip()[:80]!r}",
-                              line=number) from None
-    if not np.all(np.isfinite(values)):
-        raise DataFormatError(path, f"expected finite values; got {values.tolist()}", line=number)
+    values = np.asarray([checks.parse_float(token, path, number, f"field {column} ({name})")
+                         for column, (token, name) in enumerate(zip(tokens, POSE_FIELDS), start=1)])
     norm = np.linalg.norm(values[3:])
     if abs(norm - 1.0) > QUATERNION_NORM_ATOL:
         raise DataFormatError(path, f"expected a unit quaternion (qx qy qz qw); its norm is {norm:.6f}",

@@ -57,6 +57,16 @@ def split_of(scene_seed: int) -> str:
     return "heldout" if int.from_bytes(digest, "little") % HELDOUT_MODULUS == 0 else "train"
 
 
+def split_seeds(split: str, count: int, start: int = 0) -> list[int]:
+    """The first `count` SynthWorld scene seeds >= start that belong to `split`."""
+    seeds, seed = [], start
+    while len(seeds) < count:
+        if split_of(seed) == split:
+            seeds.append(seed)
+        seed += 1
+    return seeds
+
+
 def start_pose(traj_seed: int) -> np.ndarray:
     """The navigation start: the eye point with a heading drawn from `traj_seed`."""
     yaw = np.random.default_rng([traj_seed, 7]).uniform(-np.pi, np.pi)

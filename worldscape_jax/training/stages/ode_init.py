@@ -28,7 +28,8 @@ from tqdm import tqdm
 from worldscape_jax.diffusion import flow, samplers
 from worldscape_jax.models import vae as vae_lib
 from worldscape_jax.training.data_iter import indexed_batches, shuffled_index
-from worldscape_jax.training.export import load_exported, resolve_asset
+from worldscape_jax.inference.loading import load_exported, load_vae, resolve_asset
+from worldscape_jax.inference.teacher import camera_rays, model_cond
 from worldscape_jax.training.stages import student, teacher
 
 SAMPLE_BATCH = 16  # clips per teacher sampling call (one compiled shape)
@@ -41,8 +42,8 @@ def init_params(rng, config):
 
 
 def teacher_params(config):
-    params, _ = load_exported(resolve_asset(config.teacher.checkpoint))
-    return params.get("params", params)
+    params, _ = load_exported(config.teacher.checkpoint, stage="teacher")
+    return params
 
 
 def _file_digest(path: str) -> str:
@@ -59,7 +60,8 @@ def pairs_path(config) -> str:
     contents = {"teacher": _file_digest(os.path.join(resolve_asset(t.checkpoint), "params.msgpack")),
                 "teacher_sampler": {k: t[k] for k in ("ode_steps", "guidance", "shift")},
                 "levels": np.asarray(student.denoising_sigmas(config)).round(6).tolist(),
-                "clips": os.path.basename(teacher._cache_path(config)), "model": config.model.to_dict(),
+                "clips": os.path.basename(teacher.latent_cache_dir(config, load_vae(config.vae.checkpoint,
+                                                                                   config.vae.preset))), "model": config.model.to_dict(),
                 "chunk": config.model.frames_per_chunk, "version": ODE_PAIRS_VERSION}
     key = hashlib.sha1(json.dumps(contents, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return os.path.join(config.data.cache_dir, f"ode_pairs_{key}.array_record")
@@ -90,19 +92,19 @@ def make_pair_fn(config, vae_config):
     @jax.jit
     def pairs(t_params, vae_params, cond, warp, c2w, intrinsics, rng):
         vae = (vae_params, vae_config)
-        rays = teacher._camera(config, c2w, intrinsics)
+        rays = camera_rays(config, c2w, intrinsics)
         first_latent = student.reference_latent(cond, vae_config)
         camera = {"rays": rays, "warp": warp}
 
         def denoise(x_t, t_frames, camera_):
             return student.apply_dit(t_params, config, x_t, t_frames,
-                                     teacher._model_cond(cond, camera_["warp"]), camera_["rays"])
+                                     model_cond(cond, camera_["warp"]), camera_["rays"])
 
         noise = jax.random.normal(rng, first_latent.shape[:1] + cond.shape[1:4] + (config.model.out_dim,))
         states = ode_trajectory(denoise, noise, levels, steps_per_level, camera, jax.tree.map(jnp.zeros_like, camera),
                                 config.teacher.guidance, first_latent)
         video = vae_lib.decode(vae_params, states[-1], vae_config)
-        student_cond = [teacher._model_cond(cond, warp)[:, :1 + c]]
+        student_cond = [model_cond(cond, warp)[:, :1 + c]]
         for j in range(2, (c2w.shape[1] - 1) // p + 1):  # chunk j: the clip from the frame before it
             ref = video[:, (j - 1) * p:(j - 1) * p + 1]
             window = slice((j - 1) * p, j * p + 1)
@@ -130,11 +132,12 @@ def build_ode_pairs(config) -> str:
     path = pairs_path(config)
     if os.path.isfile(path):
         return path
-    clips = teacher.build_latent_cache(config)
-    vae_params, vae_config = teacher.load_vae(config.vae.checkpoint, config.vae.preset)
+    cache = teacher.build_latent_cache(config)
+    clips = {k: np.stack([cache[i][k] for i in range(len(cache))]) for k in ("cond", "warp", "c2w", "intrinsics")}
+    vae_params, vae_config = load_vae(config.vae.checkpoint, config.vae.preset)
     t_params = teacher_params(config)
     pair_fn = make_pair_fn(config, vae_config)
-    count = clips["latents"].shape[0]
+    count = clips["c2w"].shape[0]
     writer = ArrayRecordWriter(path + ".tmp", "group_size:1")
     rng = jax.random.key(config.data.seed + 1)
     for start in tqdm(range(0, count, SAMPLE_BATCH), desc="ode_init: teacher ODE pairs", unit="batch"):

@@ -40,7 +40,10 @@ from worldscape_jax.geometry.cameras import intrinsics_from_fov
 from worldscape_jax.models import vae as vae_lib
 from worldscape_jax.models.vae_config import get_vae_config
 from worldscape_jax.training.data_iter import indexed_batches, shuffled_index
-from worldscape_jax.training.export import load_init_params
+from worldscape_jax.inference.loading import load_vae
+from worldscape_jax.inference.pixels import to_unit_range
+from worldscape_jax.inference.teacher import model_cond
+from worldscape_jax.training.init_from import load_init_params
 from worldscape_jax.training.optim import make_optimizer as make_base_optimizer
 from worldscape_jax.training.stages import student, teacher
 
@@ -58,7 +61,7 @@ def _load_boxed(boxed, path: str):
 def vae_config(config):
     """The VAE's config: the export's, or the preset's when there is no checkpoint (shape checks)."""
     if config.vae.checkpoint:
-        return teacher.load_vae(config.vae.checkpoint, config.vae.preset)[1]
+        return load_vae(config.vae.checkpoint, config.vae.preset)[1]
     return get_vae_config(config.vae.preset)
 
 
@@ -72,7 +75,7 @@ def init_params(rng, config):
     sources = {"generator": config.student.init_from or t, "critic": t, "teacher": t}
     params = {name: _load_boxed(fresh, path) if path else fresh for name, path in sources.items()}
     if config.vae.checkpoint:
-        params["vae"] = jax.tree.map(jnp.asarray, teacher.load_vae(config.vae.checkpoint, config.vae.preset)[0])
+        params["vae"] = jax.tree.map(jnp.asarray, load_vae(config.vae.checkpoint, config.vae.preset)[0])
     else:
         params["vae"] = vae_lib.init_params(vae_config(config), rng)
     return params
@@ -181,7 +184,7 @@ def _window_x0(params, config, ref_latent, x_t, sigma, cond, rays, uncond_rays=N
     camera = {"rays": rays, "warp": cond[..., 2 * z:]}
 
     def denoise(x_, t_, camera_):
-        return student.apply_dit(params, config, x_, t_, teacher._model_cond(cond[..., :2 * z], camera_["warp"]),
+        return student.apply_dit(params, config, x_, t_, model_cond(cond[..., :2 * z], camera_["warp"]),
                                  camera_["rays"])
 
     uncond = None if guidance == 1.0 else jax.tree.map(jnp.zeros_like, camera)
@@ -204,7 +207,7 @@ def loss_fn(params, batch, rng, config):
     k_exit, k_roll, k_sigma, k_eps, k_sigma_c, k_eps_c = jax.random.split(rng, 6)
     levels = student.denoising_sigmas(config).shape[0]
     exit_level = jax.random.randint(k_exit, (), 0, levels)
-    first = teacher.to_unit_range(batch["first_frame"])
+    first = to_unit_range(batch["first_frame"])
     latents, refs = student.rollout(params["generator"], config, vae, first, batch["c2w"], batch["intrinsics"],
                                     k_roll, exit_level)
     x_gen, ref_frames, c2w, intrinsics = windows(config, latents, refs, batch["c2w"], batch["intrinsics"])

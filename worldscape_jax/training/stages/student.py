@@ -26,7 +26,7 @@ from worldscape_jax.models import vae as vae_lib
 from worldscape_jax.models.conditioning import clip_camera_input, encode_conditions, encode_turn_warp
 from worldscape_jax.models.dit import Causal, build_dit
 from worldscape_jax.models.kv_cache import KVCache, init_kv_cache, write_slots
-from worldscape_jax.training.stages import teacher
+from worldscape_jax.inference.teacher import camera_rays, clip_tokens, text_context, uses_turn_warp
 
 
 def denoising_sigmas(config) -> Float[Array, "k"]:
@@ -51,9 +51,9 @@ def clip_conditions(vae, config, ref_frame: Float[Array, "b 1 h w 3"], c2w: Floa
     video = jnp.concatenate([ref_frame, jnp.zeros((ref_frame.shape[0], frames - 1, *ref_frame.shape[2:]),
                                                    ref_frame.dtype)], axis=1)
     cond = encode_conditions(vae_params, vae_config, video)
-    if teacher.uses_turn_warp(config):
+    if uses_turn_warp(config):
         cond = jnp.concatenate([cond, encode_turn_warp(vae_params, vae_config, ref_frame, c2w, intrinsics)], axis=-1)
-    return cond, teacher._camera(config, c2w, intrinsics)
+    return cond, camera_rays(config, c2w, intrinsics)
 
 
 def reference_latent(cond: Float[Array, "b t h w c"], vae_config) -> Float[Array, "b 1 h w z"]:
@@ -75,8 +75,8 @@ def chunk_windows(x: Array, num_chunks: int, step: int, length: int) -> Array:
 def apply_dit(params, config, x, timesteps, cond, rays, **kwargs):
     """The DiT's velocity (and with a cache its chunk's keys and values)."""
     b = x.shape[0]
-    return build_dit(config.model).apply({"params": params}, x, timesteps, teacher._text(config, b),
-                                         cond=cond, camera=rays, clip=teacher._clip(config, b), **kwargs)
+    return build_dit(config.model).apply({"params": params}, x, timesteps, text_context(config, b),
+                                         cond=cond, camera=rays, clip=clip_tokens(config, b), **kwargs)
 
 
 def causal_spec(config) -> Causal:

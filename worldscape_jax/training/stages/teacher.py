@@ -5,89 +5,44 @@ The bidirectional DiT learns the flow-matching velocity of a clip's latents give
     Fun-Control layout; `models/conditioning.py`), and
   * the camera path as Plücker rays through the camera encoder.
 Conditions are dropped at random (image: zeroed channels; camera: zeroed rays) so that sampling can
-use classifier-free guidance on the camera (`generate`). With `config.flow.clean_first_latent` the
+use classifier-free guidance on the camera (`inference/teacher.generate`, which this stage's training
+samples call; the DiT is fed through the same helpers there). With `config.flow.clean_first_latent` the
 first latent frame is also given as itself, clean at timestep 0 and left out of the loss (as
 Wan2.2's TI2V and the causal students do), and sampling holds it fixed.
 
-At `tiny` the data are SynthWorld clips of the train split, encoded once by the committed tiny VAE
-into a latent cache on disk (`config.data.cache_dir`); batches index that cache. The batch holds
-latents [B, T, h, w, 16], cond [B, T, h, w, 32], c2w [B, F, 4, 4] (world) and intrinsics [B, F, 4],
+Data: clips from `config.data.source` (SynthWorld's train split rendered on the fly, its ArrayRecord
+export, RealEstate10K or EgoDex folders; `clip_source`) pass through the Grain pipeline
+(data/pipeline.py), are encoded once by the VAE into a resumable ArrayRecord latent cache
+(data/latent_cache.py, at `latent_cache_dir`), and batches index that cache. The batch holds
+latents [B, T, h, w, 16], cond [B, T, h, w, 32], c2w [B, F, 4, 4] (relative to each clip's first
+frame) and intrinsics [B, F, 4],
 and with the DiT's `camera.turn_warp` also warp [B, T, h, w, 16] (`conditioning.encode_turn_warp`):
 input channels that carry the camera, so they are dropped with it and guided with it.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
 
+import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm import tqdm
 
-from worldscape_jax.data import synthworld
-from worldscape_jax.data.synthworld import generate_clip, split_of
-from worldscape_jax.data.synthworld.clips import FAMILIES, NAVIGATION_FAMILIES
-from worldscape_jax.diffusion import flow, samplers
+from worldscape_jax.data import latent_cache, pipeline, sources, synthworld
+from worldscape_jax.data.synthworld import split_of
+from worldscape_jax.data.synthworld.clips import FAMILIES
+from worldscape_jax.diffusion import flow
+from worldscape_jax.inference.heldout import heldout_clips
+from worldscape_jax.inference.loading import load_vae
+from worldscape_jax.inference.pixels import to_uint8, to_unit_range
+from worldscape_jax.inference.teacher import (camera_rays, clip_tokens, generate, latent_shape, model_cond,
+                                              teacher_model, text_context, uses_turn_warp)
 from worldscape_jax.models import vae as vae_lib
-from worldscape_jax.models.conditioning import (camera_input, encode_conditions, encode_turn_warp,
-                                                first_frame_latent)
-from worldscape_jax.models.dit import build_dit
+from worldscape_jax.models.conditioning import encode_conditions, encode_turn_warp
 from worldscape_jax.training.data_iter import indexed_batches, shuffled_index
-from worldscape_jax.training.export import load_exported, resolve_asset
-from worldscape_jax.training.stages import vae as vae_stage
-
-@functools.lru_cache(maxsize=4)
-def load_vae(checkpoint: str, preset: str):
-    """(params, VAEConfig) of an exported VAE. Its shape and latent statistics come from the export's
-    config (the VAE stage's); `preset` must name the preset it was built from."""
-    params, exported = load_exported(resolve_asset(checkpoint))
-    if exported.model.preset != preset:
-        raise ValueError(f"config.vae.preset is {preset!r} but the VAE export {checkpoint} was trained from "
-                         f"preset {exported.model.preset!r}")
-    return params.get("params", params), vae_stage.vae_config(exported)
-
-
-def _model(config):
-    return build_dit(config.model)
-
-
-def _text(config, batch: int):
-    m = config.model
-    return jnp.zeros((batch, m.text_len, m.text_dim), jnp.float32)
-
-
-def _clip(config, batch_size: int, batch: dict | None = None):
-    """CLIP image tokens for the Fun-Control image branch: the batch's, else zeros (Wan-Fun's "no image")."""
-    m = config.model
-    if not m.image_branch:
-        return None
-    if batch is not None and "clip" in batch:
-        return batch["clip"]
-    return jnp.zeros((batch_size, m.clip_tokens, m.clip_dim), jnp.float32)
-
-
-def _camera(config, c2w, intrinsics):
-    d = config.data
-    return camera_input(c2w, intrinsics, d.height, d.width, config.model.vae_stride[0],
-                        with_ray_turn=config.model.camera.get("ray_turn", False))
-
-
-def uses_turn_warp(config) -> bool:
-    return config.model.camera.get("turn_warp", False)
-
-
-def _model_cond(cond, warp):
-    """The DiT's conditioning channels: [control | first frame] and, when the teacher has one, the turn warp."""
-    return cond if warp is None else jnp.concatenate([cond, warp], axis=-1)
-
-
-def latent_shape(config) -> tuple[int, int, int]:
-    d, stride = config.data, config.model.vae_stride
-    return 1 + (d.frames - 1) // stride[0], d.height // stride[1], d.width // stride[2]
 
 
 def init_params(rng, config):
@@ -97,8 +52,8 @@ def init_params(rng, config):
     cond = jnp.zeros((1, t, h, w, m.in_dim - m.out_dim))
     c2w = jnp.broadcast_to(jnp.eye(4), (1, config.data.frames, 4, 4))
     intrinsics = jnp.full((1, config.data.frames, 4), 0.5)
-    return _model(config).init(rng, x, jnp.zeros((1, t)), _text(config, 1), cond=cond,
-                               camera=_camera(config, c2w, intrinsics), clip=_clip(config, 1))["params"]
+    return teacher_model(config).init(rng, x, jnp.zeros((1, t)), text_context(config, 1), cond=cond,
+                                      camera=camera_rays(config, c2w, intrinsics), clip=clip_tokens(config, 1))["params"]
 
 
 def loss_fn(params, batch, rng, config):
@@ -110,67 +65,20 @@ def loss_fn(params, batch, rng, config):
     sigma = flow.sample_sigmas(k_sigma, b, t, flow.TimestepSampling(f.distribution, f.shift, f.per_frame,
                                                                      f.logit_mean, f.logit_std))
     frame_weight = None
-    if f.get("clean_first_latent", False):
+    if f.clean_first_latent:
         sigma = sigma.at[:, 0].set(0.0)  # the given frame: clean, timestep 0, and not scored
         frame_weight = jnp.ones((b, t), jnp.float32).at[:, 0].set(0.0)
     eps = jax.random.normal(k_eps, x0.shape, x0.dtype)
     keep_image = (jax.random.uniform(k_image, (b, 1, 1, 1, 1)) >= c.drop_image).astype(x0.dtype)
     keep_camera = (jax.random.uniform(k_camera, (b, 1, 1, 1, 1)) >= c.drop_camera).astype(x0.dtype)
-    camera = _camera(config, batch["c2w"], batch["intrinsics"]) * keep_camera
+    camera = camera_rays(config, batch["c2w"], batch["intrinsics"]) * keep_camera
     warp = batch["warp"] * keep_camera * keep_image if uses_turn_warp(config) else None
-    v = _model(config).apply({"params": params}, flow.add_noise(x0, eps, sigma), flow.sigma_to_timestep(sigma),
-                             _text(config, b), cond=_model_cond(batch["cond"] * keep_image, warp), camera=camera,
-                             clip=_clip(config, b, batch))
+    v = teacher_model(config).apply({"params": params}, flow.add_noise(x0, eps, sigma),
+                                    flow.sigma_to_timestep(sigma), text_context(config, b),
+                                    cond=model_cond(batch["cond"] * keep_image, warp), camera=camera,
+                                    clip=clip_tokens(config, b, batch))
     loss = flow.flow_matching_loss(v, x0, eps, frame_weight)
     return loss, {"fm_loss": loss, "mean_sigma": sigma[:, -1].mean()}
-
-
-def generate(params, config, vae, first_frames, c2w, intrinsics, rng, *, steps: int | None = None,
-             guidance: float | None = None, camera_scale: float = 1.0, pose_video=None):
-    """Videos in [-1, 1] [B, F, H, W, 3] from first frames [B, 1, H, W, 3] (in [-1, 1]) and a camera path.
-
-    Classifier-free guidance on the camera: v = v(no camera) + g (v(camera) - v(no camera)).
-    `camera_scale=0` zeroes the camera input (the ablation that Trajectory Accuracy is compared with),
-    the turn warp included.
-    """
-    vae_params, vae_config = vae
-    s = config.sample
-    steps, guidance = steps or s.steps, s.guidance if guidance is None else guidance
-    b = first_frames.shape[0]
-    frames = c2w.shape[1]
-    t, h, w = latent_shape(config)
-    video = jnp.concatenate([first_frames, jnp.zeros((b, frames - 1, *first_frames.shape[2:]))], axis=1)
-    cond_latents = encode_conditions(vae_params, vae_config, video, pose_video)
-    camera = {"rays": _camera(config, c2w, intrinsics) * camera_scale, "warp": None}
-    if uses_turn_warp(config):
-        camera["warp"] = encode_turn_warp(vae_params, vae_config, first_frames, c2w, intrinsics) * camera_scale
-    model, text, clip = _model(config), _text(config, b), _clip(config, b)
-
-    def denoise(x_t, t_frames, camera_):
-        return model.apply({"params": params}, x_t, t_frames, text, cond=_model_cond(cond_latents, camera_["warp"]),
-                           camera=camera_["rays"], clip=clip)
-
-    noise = jax.random.normal(rng, (b, t, h, w, config.model.out_dim))
-    first_latent = None
-    if config.flow.get("clean_first_latent", False):
-        first_latent = first_frame_latent(cond_latents, vae_config)
-    latents = samplers.euler_sample(denoise, noise, flow.inference_sigmas(steps, s.shift), camera,
-                                    jax.tree.map(jnp.zeros_like, camera), guidance, clean_prefix=first_latent)
-    return vae_lib.decode(vae_params, latents, vae_config)
-
-
-def heldout_clips(config, count: int, trajectory: str | None = None, first: int = 0) -> list[dict]:
-    """Held-out SynthWorld clips number first .. first + count - 1 at the training size (in seed order)."""
-    d, seeds, seed = config.data, [], 0
-    while len(seeds) < first + count:
-        if split_of(seed) == "heldout":
-            seeds.append(seed)
-        seed += 1
-    return [generate_clip(s, d.frames, d.height, d.width, trajectory=trajectory, traj_seed=s) for s in seeds[first:]]
-
-
-def to_unit_range(video_uint8) -> jnp.ndarray:
-    return jnp.asarray(video_uint8, jnp.float32) / 127.5 - 1.0
 
 
 def sample(params, rng, config):
@@ -180,26 +88,43 @@ def sample(params, rng, config):
     vae = load_vae(config.vae.checkpoint, config.vae.preset)
     video = generate(params, config, vae, to_unit_range(gt[:, :1]), jnp.asarray(np.stack([c["c2w"] for c in clips])),
                      jnp.asarray(np.stack([c["intrinsics"] for c in clips])), rng)
-    generated = np.asarray(jnp.round((video + 1.0) * 127.5)).clip(0, 255).astype(np.uint8)
-    return np.concatenate([generated, gt], axis=0)
+    return np.concatenate([to_uint8(video), gt], axis=0)
 
 
-def _cache_path(config) -> str:
+def latent_cache_dir(config, vae) -> str:
+    """Where the latent cache of `config` lives: `config.data.cache_dir` (or the user cache directory,
+    `$XDG_CACHE_HOME/worldscape_jax`, when empty) / teacher_latents_<key>. The key hashes what the
+    latents depend on (`cache_key_inputs`), so runs that share data and VAE share one cache."""
+    key = json.dumps(cache_key_inputs(config, vae), sort_keys=True, default=str)
+    root = config.data.cache_dir or os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
+                                                 "worldscape_jax")
+    return os.path.join(os.path.abspath(root), f"teacher_latents_{hashlib.sha1(key.encode()).hexdigest()[:12]}")
+
+
+def cache_key_inputs(config, vae) -> dict:
+    """The data fields that decide which clips are encoded, the VAE (name and a digest of its encoding
+    params), SynthWorld's render and path versions, and whether the turn warp is cached. Not the cache's
+    location, and nothing that only changes how batches are drawn from it."""
     d = config.data
-    contents = {"data": d.to_dict(), "vae": config.vae.to_dict(), "vae_params": _vae_digest(config),
+    data = {k: d[k] for k in ("source", "frames", "height", "width", "num_clips", "seed")}
+    if d.source == "synthworld":
+        data["families"] = list(training_families(config))
+    else:
+        data.update(path=os.path.abspath(d.path), pose_dir=os.path.abspath(d.pose_dir or d.path),
+                    frame_stride=d.frame_stride)
+    contents = {"data": data, "vae": config.vae.to_dict(), "vae_params": _vae_digest(vae),
                 "render_version": synthworld.RENDER_VERSION, "paths_version": synthworld.PATHS_VERSION}
-    if uses_turn_warp(config):  # only then, so that the caches without it keep their names
+    if uses_turn_warp(config):
         contents["turn_warp"] = True
-    key = json.dumps(contents, sort_keys=True, default=str)
-    return os.path.join(d.cache_dir, f"teacher_latents_{hashlib.sha1(key.encode()).hexdigest()[:12]}.npz")
+    return contents
 
 
-def _vae_digest(config) -> str:
+def _vae_digest(vae) -> str:
     """SHA-1 of what the cached latents depend on: the VAE's shape and latent statistics and its encoding
     params (`encoder`, `quant_conv`, and `patch_encoder` where the VAE has one). A retrained VAE at the
     same path gets a new cache; a decoder-only fine-tune (the VAE stage's `config.loss.freeze_encoder`)
     keeps the old one, which is still exact."""
-    params, vae_config = load_vae(config.vae.checkpoint, config.vae.preset)
+    params, vae_config = vae
     digest = hashlib.sha1(repr(vae_config).encode())
     for name in (n for n in ENCODING_PARAMS if n in params):
         for path, leaf in jax.tree_util.tree_flatten_with_path(params[name])[0]:
@@ -209,9 +134,9 @@ def _vae_digest(config) -> str:
 
 
 ENCODING_PARAMS = ("encoder", "quant_conv", "patch_encoder")  # the VAE params that `vae.encode` reads
-
-
 ENCODE_BATCH = 16  # clips per VAE call while building the cache (one compiled shape)
+CLIPS_PER_SHARD = 256  # a stopped cache build loses at most this many clips of work
+SOURCES = ("synthworld", "array_record", "realestate10k", "egodex")
 
 
 def _padded(array: np.ndarray, batch: int) -> np.ndarray:
@@ -222,7 +147,7 @@ def _padded(array: np.ndarray, batch: int) -> np.ndarray:
 
 def training_families(config) -> tuple[str, ...]:
     """`config.data.families`, checked: camera-path families of SynthWorld that the teacher trains on."""
-    families = tuple(config.data.get("families", NAVIGATION_FAMILIES))
+    families = tuple(config.data.families)
     unknown = [name for name in families if name not in FAMILIES]
     if not families or unknown:
         raise ValueError(f"config.data.families must be a non-empty list of SynthWorld families {FAMILIES}; "
@@ -230,15 +155,53 @@ def training_families(config) -> tuple[str, ...]:
     return families
 
 
-def build_latent_cache(config) -> dict[str, np.ndarray]:
-    """Render `config.data.num_clips` train-split clips and encode them with the VAE (cached on disk)."""
-    families = training_families(config)
-    path = _cache_path(config)
-    if os.path.isfile(path):
-        with np.load(path) as data:
-            return dict(data)
+def clip_source(config):
+    """The raw clips (uint8 video, c2w, intrinsics) named by `config.data.source`: SynthWorld rendered on
+    the fly (train split, `config.data.families`), its ArrayRecord export (launch/make_synthworld.py),
+    RealEstate10K (`<clip>.txt` poses in `pose_dir`, default `path`, frames in `path/<clip>/` or
+    `path/<clip>.mp4`) or EgoDex (`path/<task>/<idx>.hdf5 + .mp4`)."""
     d = config.data
-    vae_params, vae_config = load_vae(config.vae.checkpoint, config.vae.preset)
+    if d.source not in SOURCES:
+        raise ValueError(f"config.data.source={d.source!r}: expected one of {SOURCES}")
+    if d.source == "synthworld":
+        if d.num_clips < 1:
+            raise ValueError(f"config.data.num_clips={d.num_clips}: SynthWorld needs a number of clips >= 1")
+        seeds = [s for s in range(d.seed, d.seed + 4 * d.num_clips) if split_of(s) == "train"][: d.num_clips]
+        return sources.SynthWorldSource(seeds, d.frames, d.height, d.width, families=training_families(config),
+                                        traj_seeds=[d.seed * 7919 + i for i in range(len(seeds))])
+    if not d.path:
+        raise ValueError(f"config.data.path is empty: config.data.source={d.source!r} reads its clips from there")
+    if d.source == "array_record":
+        from worldscape_jax.data.tfds_builder import synthworld_array_record_source  # deferred: TFDS is slow to import
+
+        return synthworld_array_record_source(d.path, "train")
+    if d.source == "realestate10k":
+        return sources.RealEstate10KSource.from_folders(d.pose_dir or d.path, d.path)
+    return sources.EgoDexSource.from_folder(d.path)
+
+
+def _clip_count(config, source) -> int:
+    """`config.data.num_clips` of the source's clips (0: all of them)."""
+    wanted = config.data.num_clips
+    if wanted > len(source) or wanted < 0:
+        raise ValueError(f"config.data.num_clips={wanted}: {pipeline.source_name(source)} has {len(source)} clips "
+                         "(0 takes them all)")
+    return wanted or len(source)
+
+
+def _examples(config, source):
+    """The pipeline's fixed-shape examples of `source` in order, every frame from the start (no random
+    crop or start, so a cached clip is the same clip on every process and every rebuild)."""
+    d = config.data
+    return pipeline.make_examples(source, pipeline.PipelineConfig(
+        batch_size=ENCODE_BATCH, num_frames=d.frames, height=d.height, width=d.width, frame_stride=d.frame_stride,
+        random_start=False, random_crop=False, seed=d.seed, shuffle=False, num_epochs=1,
+        process_index=0, process_count=1))
+
+
+def _encoder(config, vae, batch_size: int):
+    """jitted (video, c2w, intrinsics) -> latents, cond and (with the turn warp) warp, `batch_size` clips a call."""
+    vae_params, vae_config = vae
     with_warp = uses_turn_warp(config)
 
     @jax.jit
@@ -249,37 +212,44 @@ def build_latent_cache(config) -> dict[str, np.ndarray]:
             encoded["warp"] = encode_turn_warp(vae_params, vae_config, video[:, :1], c2w, intrinsics)
         return encoded
 
-    out = {k: [] for k in ("latents", "cond", "c2w", "intrinsics", *(("warp",) if with_warp else ()))}
-    seeds = [s for s in range(d.seed, d.seed + 4 * d.num_clips) if split_of(s) == "train"][: d.num_clips]
-    batch, pending = min(ENCODE_BATCH, len(seeds)), []
-    for i, seed in enumerate(tqdm(seeds, desc="teacher: render + encode SynthWorld", unit="clip")):
-        traj_seed = d.seed * 7919 + i
-        clip = generate_clip(seed, d.frames, d.height, d.width, trajectory=families[traj_seed % len(families)],
-                             traj_seed=traj_seed)
-        out["c2w"].append(clip["c2w"])
-        out["intrinsics"].append(clip["intrinsics"])
-        pending.append(clip)
-        if len(pending) == batch or i == len(seeds) - 1:
-            video, c2w, intrinsics = (_padded(np.stack([c[k] for c in pending]), batch)
-                                      for k in ("video", "c2w", "intrinsics"))
-            encoded = encode(to_unit_range(video), c2w, intrinsics)
-            for name, value in encoded.items():
-                out[name].extend(np.asarray(value)[:len(pending)])
-            pending = []
-    arrays = {k: np.stack(v).astype(np.float32) for k, v in out.items()}
-    os.makedirs(d.cache_dir, exist_ok=True)
-    np.savez(path + ".tmp.npz", **arrays)
-    os.replace(path + ".tmp.npz", path)
-    return arrays
+    def encode_batch(batch: dict) -> dict:
+        count = batch["video"].shape[0]
+        padded = {k: _padded(batch[k], batch_size) for k in ("video", "c2w", "intrinsics")}
+        encoded = {k: np.asarray(v, np.float32)[:count] for k, v in encode(**padded).items()}
+        return {**encoded, "c2w": batch["c2w"], "intrinsics": batch["intrinsics"]}
+
+    return encode_batch
+
+
+def build_latent_cache(config) -> latent_cache.CacheSource:
+    """The training clips encoded by the VAE, in ArrayRecord shards under `latent_cache_dir(config)`;
+    built once, resumed shard by shard if a build was stopped, and then read by every run that shares it."""
+    source = clip_source(config)
+    count = _clip_count(config, source)
+    vae = load_vae(config.vae.checkpoint, config.vae.preset)
+    directory = latent_cache_dir(config, vae)
+    if not latent_cache.is_complete(directory, count, CLIPS_PER_SHARD):
+        examples = _examples(config, source)
+        print(f"teacher: latent cache {directory} ({count} clips of {pipeline.source_name(source)}; "
+              "a stopped build resumes where it stopped)")
+
+        batch_size = min(ENCODE_BATCH, count)
+
+        def batches(start: int, stop: int):
+            batched = examples[start:stop].batch(batch_size, drop_remainder=False)
+            return iter(batched.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=2)))
+
+        latent_cache.build_cache(directory, count, CLIPS_PER_SHARD, batches, _encoder(config, vae, batch_size),
+                                 description="teacher: encode clips")
+    return latent_cache.CacheSource(directory, count, CLIPS_PER_SHARD)
 
 
 def make_dataset(config, process_index, process_count):
-    """Batches of cached clips, reshuffled each epoch by a seeded permutation."""
-    arrays = build_latent_cache(config)
-    count = arrays["latents"].shape[0]
+    """Batches of cached clips, reshuffled each epoch by a seeded permutation (a Grain iterator, saved
+    with every checkpoint)."""
+    cache = build_latent_cache(config)
 
     def example(index: int) -> dict[str, np.ndarray]:
-        clip = shuffled_index(index, count, config.seed)
-        return {k: v[clip] for k, v in arrays.items()}
+        return cache[shuffled_index(index, len(cache), config.seed)]
 
     return indexed_batches(example, config.global_batch, process_index, process_count)

@@ -19,7 +19,6 @@ report, and `latent_statistics` gives the per-channel mean/std that go into the 
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import flax.linen as nn
@@ -28,25 +27,11 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from worldscape_jax.data.synthworld import generate_clip, split_of
+from worldscape_jax.data.synthworld import generate_clip, split_seeds
 from worldscape_jax.models.vae import WanVAE, check_video
-from worldscape_jax.models.vae_config import VAEConfig, get_vae_config
+from worldscape_jax.models.vae_config import VAEConfig, vae_config
 from worldscape_jax.models.vae_layers import space_time_to_depth
 from worldscape_jax.training.data_iter import indexed_batches, shuffled_index
-
-
-def vae_config(config) -> VAEConfig:
-    """The preset named by `config.model.preset`, with any other `config.model` field overriding it
-    (e.g. `--config.model.dim=16`); exported VAEs carry this config, so loading rebuilds the same shape."""
-    overrides = {k: tuple(v) if isinstance(v, (list, tuple)) else v
-                 for k, v in config.model.items() if k != "preset"}
-    stats = config.get("vae_stats")
-    if stats is not None:
-        overrides.update(latent_mean=tuple(stats["mean"]), latent_std=tuple(stats["std"]))
-    try:
-        return dataclasses.replace(get_vae_config(config.model.preset), **overrides)
-    except TypeError as e:
-        raise ValueError(f"config.model: {e}; fields are those of VAEConfig (models/vae_config.py)") from e
 
 
 def to_signed(video_uint8):
@@ -65,7 +50,7 @@ def init_params(rng, config):
     video = jnp.zeros((1, d.frames, d.height, d.width, 3), jnp.float32)
     vae_cfg = vae_config(config)
     params = WanVAE(vae_cfg).init(jax.random.key(seed, impl="rbg"), video)["params"]
-    init = config.get("shortcut_init", "random")
+    init = config.shortcut_init
     if init not in ("random", "pca"):
         raise ValueError(f"config.shortcut_init={init!r}: expected 'random' or 'pca'")
     if vae_cfg.patch_shortcut and init == "pca":
@@ -135,7 +120,7 @@ def loss_fn(params, batch, rng, config):
     model = WanVAE(vae_config(config))
     video = to_signed(batch["video"])
     mu, log_var, _ = model.apply({"params": params}, video, method=WanVAE.encode_moments)
-    if config.loss.get("freeze_encoder", False):
+    if config.loss.freeze_encoder:
         if config.optim.weight_decay:
             raise ValueError(f"config.loss.freeze_encoder needs config.optim.weight_decay = 0 (got "
                              f"{config.optim.weight_decay}): decay would still shrink the frozen encoder")
@@ -157,16 +142,6 @@ def loss_fn(params, batch, rng, config):
     return loss, {"l1": l1, "mse": mse, "kl": kl, "psnr": psnr}
 
 
-def split_seeds(split: str, count: int, start: int = 0) -> list[int]:
-    """The first `count` SynthWorld scene seeds >= start that belong to `split`."""
-    seeds, seed = [], start
-    while len(seeds) < count:
-        if split_of(seed) == split:
-            seeds.append(seed)
-        seed += 1
-    return seeds
-
-
 @functools.lru_cache(maxsize=2)
 def _clips(split: str, count: int, frames: int, height: int, width: int) -> np.ndarray:
     """uint8 [count, F, H, W, 3] SynthWorld clips of `split`, rendered once per process."""
@@ -179,7 +154,7 @@ def _clips(split: str, count: int, frames: int, height: int, width: int) -> np.n
 def make_dataset(config, process_index, process_count):
     """Batches {'video': uint8 [B, F, H, W, 3]} of train clips, reshuffled every epoch by a seeded permutation."""
     d = config.data
-    crop = int(d.get("crop", 0))
+    crop = int(d.crop)
     if crop and not 0 < crop <= min(d.height, d.width):
         raise ValueError(f"config.data.crop={crop}: must be 0 (whole frames) or at most "
                          f"min(height, width) = {min(d.height, d.width)}")

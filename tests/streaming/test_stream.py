@@ -1,0 +1,128 @@
+"""The streaming floor on a tiny random-init student: what it caches is what the block-causal model
+computes over the same frames, it compiles once, the rolling cache keeps the sink, bad input is named."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from worldscape_jax.configs import dit as dit_configs
+from worldscape_jax.geometry.actions import HELD_KEY_ORDER, actions_to_c2w
+from worldscape_jax.models import vae as vae_lib
+from worldscape_jax.models.conditioning import clip_camera_input, encode_conditions
+from worldscape_jax.models.dit import Causal, DiTConfig, WanDiT
+from worldscape_jax.models.kv_cache import init_kv_cache
+from worldscape_jax.models.vae_config import get_vae_config
+from worldscape_jax.streaming import RollingPolicy, StreamConfig, StreamSpec, cache_roles, init_stream, step
+from worldscape_jax.streaming.policy import EMPTY, LOCAL, SINK
+
+SIZE = 32  # pixels: 8 x 8 latents, 4 x 4 tokens per frame
+STEPS = ["wq", "d", "er"]
+
+
+def dit_config(arg="tiny,control,camera") -> DiTConfig:
+    cfg = dit_configs.get_config(arg)
+    cfg.num_layers = 2
+    return DiTConfig.from_config(cfg)
+
+
+@functools.lru_cache(maxsize=None)
+def fixture(cache_frames: int):
+    dit_cfg, vae_cfg = dit_config(), get_vae_config("tiny")
+    spec = StreamSpec.create(dit_cfg, vae_cfg, StreamConfig(cache_frames=cache_frames), SIZE, SIZE)
+    model = WanDiT(dit_cfg)
+    x = jnp.zeros((1, 1, SIZE // 4, SIZE // 4, dit_cfg.out_dim))
+    camera = jnp.zeros((1, 1, SIZE, SIZE, 24))
+    dit_params = model.init(jax.random.key(0), x, jnp.zeros((1, 1)), jnp.zeros((1, 8, 32)),
+                            cond=jnp.zeros((1, 1, SIZE // 4, SIZE // 4, 32)), camera=camera)["params"]
+    # The camera encoder's output starts at zero: perturb every weight so the camera path matters.
+    dit_params = jax.tree.map(lambda p: p + 0.05 * jax.random.normal(jax.random.key(1), p.shape), dit_params)
+    params = {"dit": dit_params, "vae": vae_lib.init_params(vae_cfg, 0)}
+    first = jax.random.uniform(jax.random.key(2), (1, 1, SIZE, SIZE, 3), minval=-1, maxval=1)
+    return spec, params, first
+
+
+def held(keys: str) -> jnp.ndarray:
+    return jnp.asarray([[[k in keys for k in HELD_KEY_ORDER]]])
+
+
+START = np.array([[0.0, 0, 1, 2], [0, 1, 0, -1], [-1, 0, 0, 5], [0, 0, 0, 1]], np.float32)  # turned and moved
+INTRINSICS = jnp.asarray([[0.9, 0.9, 0.5, 0.5]])
+
+
+def test_cached_keys_equal_the_block_causal_model_over_the_streams_own_frames():
+    """Teacher-forced check of everything the step assembles: stream 3 chunks, then run the model once,
+    block-causally at t = 0, over [first frame, the 3 clean chunks] with the camera path integrated by
+    geometry/actions.py from the action string, rays from clip_camera_input and conditions from
+    encode_conditions (the teacher's path). The cache must hold exactly that sequence's keys and values."""
+    spec, params, first = fixture(cache_frames=5)
+    state = init_stream(params, spec, first, INTRINSICS, jax.random.key(3), start_c2w=jnp.asarray(START[None]))
+    latents = [state.chunk_latents]
+    for keys in STEPS:
+        state, frames = step(params, state, held(keys))
+        latents.append(state.chunk_latents)
+        assert frames.shape == (1, 4, SIZE, SIZE, 3) and bool(jnp.all(jnp.isfinite(frames)))
+    c2w = actions_to_c2w(",".join(STEPS), start_c2w=START)[None]
+    np.testing.assert_allclose(np.asarray(state.chunk_c2w[0]), c2w[0, -4:], atol=1e-5)
+    video = jnp.concatenate([first, jnp.zeros((1, 4 * len(STEPS), SIZE, SIZE, 3))], axis=1)
+    cond = encode_conditions(params["vae"], spec.vae, video)
+    camera = clip_camera_input(jnp.asarray(c2w), jnp.broadcast_to(INTRINSICS, (1, c2w.shape[1], 4)), SIZE, SIZE, 4, 1)
+    sequence = jnp.concatenate(latents, axis=1)
+    empty = init_kv_cache(2, 1, 1, 16, spec.dit.num_heads, spec.dit.head_dim)
+    _, (k, v) = WanDiT(spec.dit).apply({"params": params["dit"]}, sequence, jnp.zeros((1, 4)), state.text, cond=cond,
+                                       camera=camera, cache=empty, causal=Causal())
+    cache = state.policy_state
+    used = np.flatnonzero(np.asarray(cache.valid[0]))
+    order = used[np.argsort(np.asarray(cache.frame_index[0])[used])]
+    np.testing.assert_array_equal(np.asarray(cache.frame_index[0])[order], np.arange(4))
+    np.testing.assert_allclose(np.asarray(cache.k[:, :, order]), np.asarray(k), atol=2e-5, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(cache.v[:, :, order]), np.asarray(v), atol=2e-5, rtol=1e-5)
+
+
+def test_stream_compiles_once_and_the_rolling_cache_keeps_the_sink():
+    spec, params, first = fixture(cache_frames=3)
+    jitted = jax.jit(step)
+    state = init_stream(params, spec, first, INTRINSICS, jax.random.key(4))
+    keys = ["w", "q", "wd", "f", ".", "er"]
+    for k in keys:
+        state, frames = jitted(params, state, held(k))
+    assert jitted._cache_size() == 1
+    assert int(state.frame) == 1 + len(keys)
+    frame_index = np.asarray(state.policy_state.frame_index[0])
+    assert sorted(frame_index.tolist()) == [0, len(keys) - 1, len(keys)]  # the sink and the two newest
+    roles = np.asarray(cache_roles(state)[0])
+    assert roles[frame_index == 0].tolist() == [SINK] and sorted(roles.tolist()) == [SINK, LOCAL, LOCAL]
+    assert EMPTY not in roles
+
+
+def test_control_latents_of_black_frames_become_exact_constants():
+    """The stream reuses the last precomputed control latent for every later chunk: exact only because
+    the causal encoder's receptive field then sees black frames alone."""
+    _, params, first = fixture(cache_frames=3)
+    control_frames = StreamConfig().control_frames
+    black = -jnp.ones((1, 4 * (control_frames + 3), SIZE, SIZE, 3))
+    latents = np.asarray(vae_lib.encode(params["vae"], jnp.concatenate([first, black], axis=1), get_vae_config("tiny")))
+    for later in range(control_frames + 1, latents.shape[1]):
+        np.testing.assert_array_equal(latents[:, later], latents[:, control_frames])
+    assert np.abs(latents[:, 1] - latents[:, control_frames]).max() > 1e-4  # early ones do depend on the image
+
+
+def test_bad_streams_are_refused_with_named_fields():
+    spec, params, first = fixture(cache_frames=3)
+    with pytest.raises(ValueError, match="turn-warp"):
+        StreamSpec.create(dit_config("tiny,control,camera,turn_warp"), get_vae_config("tiny"), StreamConfig(), SIZE, SIZE)
+    with pytest.raises(ValueError, match="first_frame"):
+        init_stream(params, spec, first[:, :, :16], INTRINSICS, jax.random.key(0))
+    with pytest.raises(ValueError, match="intrinsics"):
+        init_stream(params, spec, first, INTRINSICS[:, :3], jax.random.key(0))
+    state = init_stream(params, spec, first, INTRINSICS, jax.random.key(0))
+    with pytest.raises(ValueError, match="held keys"):
+        step(params, state, jnp.zeros((1, 1, 7), bool))
+    with pytest.raises(ValueError, match="sink_frames"):
+        StreamConfig(cache_frames=1, sink_frames=1)
+    with pytest.raises(ValueError, match="unknown fields"):
+        StreamConfig.from_config({"cache_slots": 4})
+    with pytest.raises(ValueError, match="sink"):
+        RollingPolicy(slots=2, sink=2)

@@ -1,0 +1,80 @@
+"""What the stream needs beyond the model: the student's timesteps, the cache's size, the sink.
+
+`StreamConfig` is a hashable dataclass (a static part of the jitted step). A student stage config
+carries it as its `stream` section (`get_config(scale)` below gives the ml_collections form), and
+`StreamConfig.from_config(config.stream)` reads it back, refusing unknown fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import ml_collections
+import numpy as np
+
+from worldscape_jax.diffusion.flow import NUM_TRAIN_TIMESTEPS, shift_sigma
+
+SELF_FORCING_STEPS = (1000.0, 750.0, 500.0, 250.0)  # research notes §1.3, before the shift
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamConfig:
+    """The floor's settings.
+
+    denoising_steps, shift: the student's K timesteps (Wan t in (0, 1000]) before the timestep shift;
+      Self-Forcing's [1000, 750, 500, 250] with shift 5 visits t = [1000, 937.5, 833.3, 625].
+    context_timestep: the timestep of the cache refresh pass on the clean chunk (Self-Forcing: 0).
+    cache_frames: KV cache capacity in latent frames, the sink included (the current chunk is not in it).
+    sink_frames: leading frames kept forever (the first latent frame, the given image, at least).
+    control_frames: latent frames of the control video (first frame, then black) encoded at the start;
+      later chunks reuse the last one. That is exact, not an approximation, once the VAE encoder's causal
+      receptive field sees only black frames: for the tiny VAE (trained or random) latent frames 21 and
+      later are bit-identical (tests/streaming check 24 onwards).
+    """
+
+    denoising_steps: tuple[float, ...] = SELF_FORCING_STEPS
+    shift: float = 5.0
+    context_timestep: float = 0.0
+    cache_frames: int = 4
+    sink_frames: int = 1
+    control_frames: int = 24
+
+    def __post_init__(self):
+        steps = np.asarray(self.denoising_steps, np.float64)
+        if steps.ndim != 1 or steps.size < 1 or np.any(steps <= 0) or np.any(steps > NUM_TRAIN_TIMESTEPS) \
+                or np.any(np.diff(steps) >= 0):
+            raise ValueError(f"stream config: denoising_steps must be decreasing timesteps in (0, 1000], got "
+                             f"{self.denoising_steps}")
+        if self.sink_frames < 1 or self.cache_frames <= self.sink_frames:
+            raise ValueError(f"stream config: need 1 <= sink_frames < cache_frames (the first frame is the sink), "
+                             f"got sink_frames={self.sink_frames}, cache_frames={self.cache_frames}")
+        if self.control_frames < 2:
+            raise ValueError(f"stream config: control_frames must be >= 2, got {self.control_frames}")
+
+    def sigmas(self) -> np.ndarray:
+        """The K noise levels the student visits, float32 [K] (shifted)."""
+        steps = np.asarray(self.denoising_steps, np.float64) / NUM_TRAIN_TIMESTEPS
+        return np.asarray(shift_sigma(steps, self.shift), np.float32)
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "StreamConfig":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = dict(cfg)
+        unknown = sorted(set(values) - fields)
+        if unknown:
+            raise ValueError(f"stream config: unknown fields {unknown}; expected some of {sorted(fields)}")
+        if "denoising_steps" in values:
+            values["denoising_steps"] = tuple(float(t) for t in values["denoising_steps"])
+        return cls(**values)
+
+
+def get_config(scale: str = "tiny") -> ml_collections.ConfigDict:
+    """The `stream` section of a student config: `config.stream = streaming.config.get_config(scale)`."""
+    if scale == "tiny":  # 1-frame chunks; the sink + 3 recent frames + the chunk: the tiny teacher's 5-frame span
+        cfg = StreamConfig(cache_frames=4, sink_frames=1)
+    elif scale == "wan1_3b":  # 3-frame chunks; sink + 17 frames + the chunk: Self-Forcing's 21-frame span
+        cfg = StreamConfig(cache_frames=18, sink_frames=1)
+    else:
+        raise ValueError(f"streaming config: unknown scale {scale!r}; expected 'tiny' or 'wan1_3b'")
+    return ml_collections.ConfigDict(dataclasses.asdict(cfg))
