@@ -24,9 +24,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     #   python launch/train.py --config configs/vae.py:tiny --workdir runs/vae_tiny --config.stop_at_step=2250
     #   python launch/train.py --config configs/vae.py:tiny --workdir runs/vae_tiny --config.data.frames=17
     # The export's config.json and metrics.jsonl record the run, history_phase1_* its 9-frame part.
-    # The VAE before it (no shortcut, 26.5 dB; in git history as assets/vae_tiny_v1):
-    # 1000 steps on whole 5-frame clips, 220 on 9-frame clips, 2400 on 32x32 crops of 17-frame clips,
-    # then the decoder alone (config.loss.freeze_encoder) for 2000 + 1900 steps on crops.
+    # BENCHMARKS.md ("The committed tiny models") has its figures, and those of the VAE before it.
     config = trainer_config("vae", total_steps=3000 if tiny else 2000, global_batch=8 if tiny else 4)
     shape = get_vae_config(preset)
     # The preset's shape, spelled out so that flags can change it (--config.model.dim=16).

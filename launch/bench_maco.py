@@ -23,11 +23,13 @@ import numpy as np
 from absl import app, flags
 from tqdm import tqdm
 
+from worldscape_jax import cli
 from worldscape_jax.benchmarking import median_seconds
 from worldscape_jax.configs import dit as dit_configs
 from worldscape_jax.models.dit import DiTConfig, build_dit
 from worldscape_jax.streaming import maco
-from worldscape_jax.models.kv_cache import init_kv_cache, write_slots
+from worldscape_jax.streaming.policy import CacheLayout
+from worldscape_jax.streaming.rolling import RollingPolicy
 
 _SCALE = flags.DEFINE_string("scale", "tiny", "DiT config whose cache shapes are used: tiny | wan1_3b")
 _TOKENS = flags.DEFINE_integer("tokens_per_frame", None, "tokens per latent frame (default: 64 tiny, 1560 wan1_3b)")
@@ -37,14 +39,6 @@ _TIMED = flags.DEFINE_integer("timed_chunks", 500, "chunks timed per policy (med
 _REPEATS = flags.DEFINE_integer("repeats", 5, "timed repetitions of the DiT forward (median reported)")
 
 WAN_TOKENS = 30 * 52  # 480x832: 60x104 latents, 2x2 patches
-
-
-def insert_rolling(cache, k, v, first_frame, sink_frames: int):
-    """The rolling cache's insert: frames < sink keep their slot, later ones cycle through the rest."""
-    frames = first_frame + jnp.arange(k.shape[2], dtype=jnp.int32)
-    ring = cache.slots - sink_frames
-    slots = jnp.where(frames < sink_frames, frames, sink_frames + (frames - sink_frames) % ring)
-    return write_slots(cache, slots, k, v, jnp.broadcast_to(frames, (k.shape[1], k.shape[2])))
 
 
 def state_bytes(tree) -> int:
@@ -60,8 +54,8 @@ def report_wan_shapes(config: maco.MacoConfig) -> None:
     """MACO's state and its context at wan1_3b (bfloat16), from shapes alone."""
     cfg = DiTConfig.from_config(dit_configs.get_config("wan1_3b"))
     policy = maco.MacoPolicy(config, cfg.frames_per_chunk)
-    state = jax.eval_shape(lambda: policy.init(cfg.num_layers, 1, WAN_TOKENS, cfg.num_heads, cfg.head_dim,
-                                               jnp.bfloat16))
+    layout = CacheLayout(cfg.num_layers, 1, WAN_TOKENS, cfg.num_heads, cfg.head_dim, jnp.bfloat16)
+    state = jax.eval_shape(lambda: policy.init(layout))
     context = jax.eval_shape(policy.context, state, jax.ShapeDtypeStruct((1, 4, 4), jnp.float32))
     print(f"wan1_3b, bfloat16, batch 1: MACO state {state_bytes(state) / 2**30:.2f} GiB "
           f"({config.capacity} chunks of {cfg.frames_per_chunk} latent frames), its context "
@@ -119,9 +113,11 @@ def main(argv):
     maco_jit = jax.jit(maco_step, donate_argnums=0)
     maco_chain = lambda state, *a: maco_jit(state, *a)[0]
     slots = config.context_chunks * f
-    rolling_jit = jax.jit(lambda cache, k, v, first, pose: insert_rolling(cache, k, v, first, f), donate_argnums=0)
-    init = lambda: policy.init(cfg.num_layers, 1, tokens, cfg.num_heads, cfg.head_dim, dtype)
-    rolling = init_kv_cache(cfg.num_layers, 1, slots, tokens, cfg.num_heads, cfg.head_dim, dtype)
+    rolling_policy = RollingPolicy(slots=slots, sink=f)
+    rolling_jit = jax.jit(rolling_policy.update, donate_argnums=0)
+    layout = CacheLayout(cfg.num_layers, 1, tokens, cfg.num_heads, cfg.head_dim, dtype)
+    init = lambda: policy.init(layout)
+    rolling = rolling_policy.init(layout)
     seconds = interleaved_seconds({"maco": maco_chain, "rolling": rolling_jit}, {"maco": init(), "rolling": rolling},
                                   k, v, pose, _TIMED.value)
     t_maco, state = seconds["maco"], init()
@@ -160,4 +156,4 @@ def dit_seconds(cfg: DiTConfig, policy, state, tokens: int, frames: int, pose, t
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -22,6 +22,8 @@ import numpy as np
 from absl import app, flags
 from tqdm import tqdm
 
+from worldscape_jax import cli
+
 _TEACHER = flags.DEFINE_string("teacher", "asset:teacher_tiny", "Exported teacher whose DiT makes the keys.")
 _SCENES = flags.DEFINE_integer("scenes", 3, "Held-out scenes per family.")
 _CHUNKS = flags.DEFINE_integer("chunks", 32, "Chunks (latent frames) per path.")
@@ -41,16 +43,15 @@ def policies(chunks: int) -> dict:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from worldscape_jax.inference.loading import load_exported, load_vae
     from worldscape_jax.streaming import revisit
-    from worldscape_jax.training.export import load_exported
-    from worldscape_jax.training.stages import teacher
 
     families = _FAMILIES.value or list(revisit.REVISIT_FAMILIES)
     unknown = set(families) - set(revisit.REVISIT_FAMILIES)
     if unknown:
         raise app.UsageError(f"--families: unknown {sorted(unknown)}; expected some of {revisit.REVISIT_FAMILIES}")
-    params, config = load_exported(teacher.resolve_asset(_TEACHER.value))
-    vae = teacher.load_vae(config.vae.checkpoint, config.vae.preset)
+    params, config = load_exported(_TEACHER.value, stage="teacher")
+    vae = load_vae(config.vae.checkpoint, config.vae.preset)
     named = policies(_CHUNKS.value)
     step = revisit.PIXELS_PER_CHUNK
     results = {f: {p: [] for p in named} for f in families}
@@ -82,4 +83,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

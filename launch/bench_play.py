@@ -19,7 +19,11 @@ import tempfile
 import numpy as np
 from absl import app, flags, logging
 
+from worldscape_jax import cli
+
 _ENGINE = flags.DEFINE_enum("engine", "model", ["model", "synthworld"], "What makes the frames.")
+_MEMORY = flags.DEFINE_enum("memory", "maco", ["maco", "rolling"], "For --engine=model: the KV cache, MACO "
+                            "(sink, memory pool, local window) or rolling (sink and the most recent frames).")
 _MODEL = flags.DEFINE_string("model", "asset:student_tiny", "For --engine=model: export, asset:NAME or 'random'.")
 _PRESSES = flags.DEFINE_integer("presses", 12, "Key presses timed.")
 _HOLD_S = flags.DEFINE_float("hold_s", 0.6, "How long each key is held.")
@@ -38,7 +42,7 @@ def main(argv):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         raise SystemExit("bench_play: needs Debian's chromium (apt-get install -y chromium)")
-    engine = make_engine(_ENGINE.value, _MODEL.value)
+    engine = make_engine(_ENGINE.value, _MODEL.value, _MEMORY.value)
     server = BackgroundServer(engine, tempfile.mkdtemp(prefix="bench_play_"))
     try:
         with sync_playwright() as p:
@@ -74,4 +78,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

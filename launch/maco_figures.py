@@ -23,6 +23,8 @@ import os
 import numpy as np
 from absl import app, flags
 
+from worldscape_jax import cli
+
 _TEACHER = flags.DEFINE_string("teacher", "asset:teacher_tiny", "Exported teacher whose DiT makes the keys.")
 _SCENE = flags.DEFINE_integer("scene", 0, "Index of the held-out SynthWorld scene.")
 _CHUNKS = flags.DEFINE_integer("chunks", 40, "Chunks (latent frames) in the stream; half out, half back.")
@@ -134,9 +136,8 @@ def main(argv):
     except ImportError as error:
         raise SystemExit("launch/maco_figures.py draws with matplotlib: pip install -e '.[figures]'") from error
     from worldscape_jax.data.synthworld import clips
+    from worldscape_jax.inference.loading import load_exported, load_vae
     from worldscape_jax.streaming import maco, revisit
-    from worldscape_jax.training.export import load_exported
-    from worldscape_jax.training.stages import teacher
 
     panels = [int(p) for p in _PANELS.value]
     if _CHUNKS.value < 8 or any(not 0 <= p < _CHUNKS.value for p in panels):
@@ -144,8 +145,8 @@ def main(argv):
     config = maco.MacoConfig()
     if _TAU.value is not None:
         config = dataclasses.replace(config, tau_mdl=_TAU.value)
-    params, teacher_config = load_exported(teacher.resolve_asset(_TEACHER.value))
-    vae = teacher.load_vae(teacher_config.vae.checkpoint, teacher_config.vae.preset)
+    params, teacher_config = load_exported(_TEACHER.value, stage="teacher")
+    vae = load_vae(teacher_config.vae.checkpoint, teacher_config.vae.preset)
     d = teacher_config.data
     seed = revisit.heldout_seed(_SCENE.value)
     clip = revisit.render_clip(seed, revisit.revisit_path("reversed_orbit", _CHUNKS.value, seed, _DEGREES.value),
@@ -169,4 +170,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

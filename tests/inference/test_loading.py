@@ -5,6 +5,7 @@ finite real arrays, and any change to the params file after export (its checksum
 import json
 import os
 
+import chex
 import flax.serialization
 import jax
 import ml_collections
@@ -30,7 +31,8 @@ def _replace_params(directory, data: bytes):
 
 def test_round_trip_and_stage_check(tmp_path):
     params, config = load_exported(_export(tmp_path), stage="teacher")
-    np.testing.assert_array_equal(params["dense"]["kernel"], PARAMS["dense"]["kernel"])
+    chex.assert_trees_all_equal(params, PARAMS, strict=True)  # same tree, dtypes and values
+    assert config.stage == "teacher"
     with pytest.raises(ExportError, match=r"export: this export is a 'teacher' model \(the stage in its config.json\), "
                                           "not a 'vae'"):
         load_exported(tmp_path / "export", stage="vae")

@@ -1,5 +1,6 @@
 """The teacher's generation pipeline (inference/teacher.py) and the held-out scenes it is scored on."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,7 +27,8 @@ def test_generate_shapes_and_camera_ablation_changes_the_video(toy_teacher_confi
     args = (*_inputs(cfg), jax.random.key(1))
     with_camera = generate(params, cfg, vae, *args, steps=2)
     without = generate(params, cfg, vae, *args, steps=2, camera_scale=0.0)
-    assert with_camera.shape == (1, 5, 32, 32, 3)
+    chex.assert_shape([with_camera, without], (1, 5, 32, 32, 3))
+    chex.assert_tree_all_finite(with_camera)
     assert np.abs(np.asarray(with_camera - without)).max() > 1e-4
 
 
@@ -41,7 +43,7 @@ def test_turn_warp_teacher_with_the_camera_zeroed_ignores_the_path(toy_turn_warp
         return np.asarray(generate(params, cfg, vae, first, path, intrinsics, jax.random.key(1), steps=2,
                                    camera_scale=scale))
 
-    np.testing.assert_allclose(video(c2w, 0.0), video(still, 0.0), atol=1e-6)
+    chex.assert_trees_all_close(video(c2w, 0.0), video(still, 0.0), atol=1e-6)
     assert np.abs(video(c2w, 1.0) - video(still, 1.0)).max() > 1e-4
 
 

@@ -155,6 +155,15 @@ def test_stream_decode_equals_batch_decode(config):
         pieces.append(frames[:, np.asarray(valid)])
     assert step._cache_size() == 1  # one compilation serves the first call and every later one
     np.testing.assert_allclose(jnp.concatenate(pieces, 1), batch, rtol=1e-5, atol=1e-5)
+    steady = vae.jit_decode_step(config, clip=False, steady=True)  # what a stream runs after its first frame
+    cache = vae.init_decode_cache(config, 1, (2, 2))
+    frames, _, cache = step(params, cache, latents[:, :1])
+    pieces = [frames[:, -1:]]
+    for t in range(1, latents.shape[1]):
+        frames, valid, cache = steady(params, cache, latents[:, t:t + 1])
+        assert valid.tolist() == [True] * 4
+        pieces.append(frames)
+    np.testing.assert_allclose(jnp.concatenate(pieces, 1), batch, rtol=1e-5, atol=1e-5)
 
 
 def test_decode_and_decode_step_return_the_decoder_output_unclamped_like_wans():

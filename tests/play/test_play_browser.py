@@ -71,9 +71,12 @@ def test_holding_e_turns_the_stream_right_in_chromium(tmp_path, engine_name):
             before = page.evaluate("({heading: play.camera.heading_deg, frames: play.framesDrawn})")
             page.focus("#stream")
             page.keyboard.down("e")
-            page.wait_for_timeout(1000)
+            page.wait_for_timeout(1000)     # held for a second, and until 3 chunks made with E arrived
+            page.wait_for_function("play.recentFrames.filter(f => f.keys.includes('e')).length >= 12",
+                                   timeout=120_000)
             page.keyboard.up("e")
-            page.wait_for_timeout(500)
+            released = page.evaluate("play.chunksReceived")   # 3 more chunks: the turn is over on both sides
+            page.wait_for_function(f"play.chunksReceived >= {released + 3}", timeout=120_000)
             after = page.evaluate("({heading: play.camera.heading_deg, frames: play.framesDrawn, "
                                   "latencies: play.latencies, errors: play.errors, fps: play.fps})")
             received = page.evaluate("play.recentFrames.map(f => ({keys: f.keys, rgb: Array.from(f.rgb)}))")

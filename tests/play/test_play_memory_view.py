@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from worldscape_jax.geometry.actions import actions_to_c2w
-from worldscape_jax.play.memory_view import FramePoses, classify_context, memory_view
+from worldscape_jax.play.memory_view import FramePoses, classify_context, memory_view, slots_memory_view
 
 
 def test_a_rolling_context_is_the_sink_and_one_local_window():
@@ -34,3 +34,15 @@ def test_memory_view_places_each_frame_at_its_camera():
     assert len(poses) == 4
     with pytest.raises(KeyError, match=r"\[3\]"):
         poses.centres(np.asarray([3]))
+
+
+def test_a_chunk_slot_context_is_drawn_at_each_chunks_camera():
+    # 6 slots: 0 sink, 1-3 pool, 4-5 local; the context picks the sink, pool slots 3 and 1, and the local pair
+    first_frame = np.asarray([0, 4, 8, 12, 20, 21])
+    length = np.asarray([1, 1, 1, 0, 1, 1])              # slot 3 is free
+    position = np.arange(18, dtype=np.float32).reshape(6, 3)
+    view = slots_memory_view(np.asarray([0, 3, 1, 5, 4]), np.asarray([True, True, True, True, True]),
+                             np.asarray([False, True, True, False, False]), first_frame, length, position)
+    assert view.sink[0].tolist() == [0] and view.selected[0].tolist() == [4] and view.local[0].tolist() == [20, 21]
+    np.testing.assert_array_equal(view.selected[1], position[[1]])
+    np.testing.assert_array_equal(view.local[1], position[[4, 5]])

@@ -20,6 +20,7 @@ from worldscape_jax.models.vae_config import get_vae_config
 from worldscape_jax.play.model_engine import ModelEngine, init_dit_params
 from worldscape_jax.play.scene_start import upload_start
 from worldscape_jax.play.server import SESSIONS
+from worldscape_jax.streaming.maco import MacoConfig, MacoPolicy
 
 SIZE = 32
 
@@ -81,3 +82,29 @@ def test_an_uploaded_image_is_the_streams_first_frame():
     state, frames = engine.step(state, np.zeros((1, 8), bool))
     assert frames.shape == (4, SIZE, SIZE, 3)
     assert jax.tree.structure(state.stream) == jax.tree.structure(engine.start(upload_start(buffer.getvalue(), SIZE, SIZE)).stream)
+
+
+def test_with_maco_the_map_shows_the_sink_the_window_and_selected_memory_at_their_cameras():
+    cfg = dit_configs.get_config("tiny,control,camera")
+    cfg.num_layers = 2
+    dit_config = DiTConfig.from_config(cfg)
+    policy = MacoPolicy(MacoConfig(local=2, budget=2, select=1, tau_mdl=1.0), dit_config.frames_per_chunk)
+    spec = streaming.StreamSpec.create(dit_config, get_vae_config("tiny"), streaming.StreamConfig(), SIZE, SIZE,
+                                       policy=policy)
+    engine = ModelEngine({"dit": init_dit_params(spec, seed=0), "vae": tiny_engine().params["vae"]}, spec)
+    state = engine.start(upload_start(_png(np.full((SIZE, SIZE, 3), 90, np.uint8)), SIZE, SIZE))
+    centres = {0: engine.pose(state)[:3, 3]}
+    for chunk in range(6):                   # walk forward: every chunk at its own place
+        state, _ = engine.step(state, np.asarray([[True] + [False] * 7]))
+        centres[chunk + 1] = engine.pose(state)[:3, 3]
+    view = engine.memory(state)
+    assert view.sink[0].tolist() == [0] and view.local[0].tolist() == [5, 6]
+    assert view.selected[0].tolist() and set(view.selected[0].tolist()) <= {1, 2, 3, 4}   # tau 1: all admitted
+    for frames, positions in (view.sink, view.local, view.selected):
+        np.testing.assert_allclose(positions, [centres[f] for f in frames], atol=1e-5)
+
+
+def _png(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()

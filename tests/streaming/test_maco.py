@@ -14,9 +14,11 @@ from worldscape_jax.geometry.actions import yaw_pitch_rotation
 from worldscape_jax.geometry.cameras import make_pose
 from worldscape_jax.models.rope import apply_rope
 from worldscape_jax.streaming import maco
-from worldscape_jax.models.kv_cache import init_kv_cache, write_slots
+from worldscape_jax.streaming.policy import CacheLayout
+from worldscape_jax.streaming.rolling import RollingPolicy
 
 LAYERS, BATCH, TOKENS, HEADS, DIM = 2, 2, 3, 2, 4
+LAYOUT = CacheLayout(LAYERS, BATCH, TOKENS, HEADS, DIM)
 
 
 def random_poses(rng: np.random.Generator, n: int, spread: float = 2.0) -> np.ndarray:
@@ -65,7 +67,7 @@ def test_farthest_point_sampling_matches_numpy_greedy_and_is_within_twice_the_be
 def state_with_pool(rng, config: maco.MacoConfig, roles: np.ndarray, c2w: np.ndarray) -> maco.MacoState:
     """A state whose slots have the given roles and poses (keys irrelevant), for selection tests."""
     policy = maco.MacoPolicy(config, frames_per_chunk=1)
-    state = policy.init(LAYERS, roles.shape[0], TOKENS, HEADS, DIM)
+    state = policy.init(CacheLayout(LAYERS, roles.shape[0], TOKENS, HEADS, DIM))
     view, position = c2w[..., :3, 2], c2w[..., :3, 3]
     frames = np.stack([rng.permutation(roles.shape[1]) for _ in range(roles.shape[0])]).astype(np.int32)
     return state.replace(role=jnp.asarray(roles, jnp.int32), view=jnp.asarray(view), position=jnp.asarray(position),
@@ -78,14 +80,14 @@ def test_selection_takes_the_best_scored_pool_entries_like_brute_force(seed):
     config = maco.MacoConfig(local=2, budget=6, select=3, alpha=0.4)
     n = config.capacity
     pool_sizes = [6, int(rng.integers(0, 6))]  # a full pool, and one that may hold fewer than `select`
-    roles = np.stack([rng.permutation([maco.SINK] + [maco.POOL] * p + [maco.LOCAL] * 2 + [maco.FREE] * (6 - p))
+    roles = np.stack([rng.permutation([maco.SINK] + [maco.MEMORY] * p + [maco.LOCAL] * 2 + [maco.EMPTY] * (6 - p))
                       for p in pool_sizes])
     c2w = random_poses(rng, BATCH * n).reshape(BATCH, n, 4, 4)
     query = random_poses(rng, BATCH)
     state = state_with_pool(rng, config, roles, c2w)
     slots, valid = maco.select_memory(state, jnp.asarray(query), config)
     for b in range(BATCH):
-        pool = [i for i in range(n) if roles[b, i] == maco.POOL]
+        pool = [i for i in range(n) if roles[b, i] == maco.MEMORY]
         score = {i: c2w[b, i, :3, 2] @ query[b, :3, 2] - 0.4 * np.linalg.norm(c2w[b, i, :3, 3] - query[b, :3, 3])
                  for i in pool}
         want = sorted(pool, key=lambda i: -score[i])[:config.select]
@@ -145,7 +147,7 @@ def run_stream(name, num_chunks, seed, frames=1, check=None):
     rng = np.random.default_rng(seed)
     ks, vs = chunk_keys(rng, num_chunks, frames, repeat_prob=0.3)
     poses = walk(rng, num_chunks)
-    state = policy.init(LAYERS, BATCH, TOKENS, HEADS, DIM)
+    state = policy.init(LAYOUT)
     for i in range(num_chunks):
         new, context = step(state, ks[i], vs[i], jnp.int32(i * frames), poses[i])
         if check is not None:
@@ -158,16 +160,16 @@ def check_invariants(policy, before, state, context, ks, vs, poses, i):
     c, f = policy.config, policy.frames_per_chunk
     role, frame = np.asarray(state.role), np.asarray(state.frame)
     for b in range(BATCH):
-        assert (role[b] == maco.POOL).sum() <= c.budget
+        assert (role[b] == maco.MEMORY).sum() <= c.budget
         assert (role[b] == maco.LOCAL).sum() == min(i, c.local)
         sink = np.flatnonzero(role[b] == maco.SINK)
         assert len(sink) == 1 and frame[b, sink[0]] == 0
         np.testing.assert_array_equal(np.asarray(state.k)[:, b, sink[0]], ks[0][:, b])
-        valid_frames = frame[b, role[b] != maco.FREE]
+        valid_frames = frame[b, role[b] != maco.EMPTY]
         assert len(set(valid_frames)) == len(valid_frames)
         local = sorted(frame[b, role[b] == maco.LOCAL])
         assert local == [f * j for j in range(max(1, i + 1 - c.local), i + 1)]  # the newest chunks
-        for slot in np.flatnonzero(role[b] != maco.FREE):  # every slot still holds its own chunk's keys
+        for slot in np.flatnonzero(role[b] != maco.EMPTY):  # every slot still holds its own chunk's keys
             np.testing.assert_array_equal(np.asarray(state.k)[:, b, slot], ks[frame[b, slot] // f][:, b])
 
 
@@ -185,7 +187,7 @@ def check_gate(policy, before, state, context, ks, vs, poses, i):
             assert state.left_frame[b] == -1
             continue
         leaving = ks[frame[b, local].min()][:, b]
-        pool = [ks[frame[b, s]][:, b] for s in np.flatnonzero(role[b] == maco.POOL)]
+        pool = [ks[frame[b, s]][:, b] for s in np.flatnonzero(role[b] == maco.MEMORY)]
         s_mdl = max((np_key_cosine(leaving, p) for p in pool), default=-np.inf)
         assert state.left_frame[b] == frame[b, local].min()
         np.testing.assert_allclose(float(state.s_mdl[b]), s_mdl, atol=1e-5)
@@ -195,7 +197,7 @@ def check_gate(policy, before, state, context, ks, vs, poses, i):
 @pytest.mark.parametrize("name", ["paper", "original"])
 def test_gate_matches_numpy_cosine_of_first_layer_keys(name):
     _, state, _, _ = run_stream(name, 25, seed=7, check=check_gate)
-    assert np.all(np.asarray(state.role) != maco.FREE)  # the stream filled the pool
+    assert np.all(np.asarray(state.role) != maco.EMPTY)  # the stream filled the pool
 
 
 def test_a_500_chunk_stream_compiles_once():
@@ -203,14 +205,6 @@ def test_a_500_chunk_stream_compiles_once():
     policy, state, _, _ = run_stream("paper", 500, seed=3)
     assert len(traces) == 1  # over this test and any earlier stream of the same policy
     assert int(state.next_frame) == 500
-
-
-def ring_insert(cache, k, v, start, sink_frames):
-    """The rolling cache written out slot by slot: frame f < sink keeps slot f, later frames cycle."""
-    frames = list(range(start, start + k.shape[2]))
-    ring = cache.slots - sink_frames
-    slots = [f if f < sink_frames else sink_frames + (f - sink_frames) % ring for f in frames]
-    return write_slots(cache, jnp.asarray(slots), k, v, jnp.asarray([frames] * k.shape[1]))
 
 
 @pytest.mark.parametrize("sink_frames", [2, 1])  # 1: the stream starts from one latent frame, chunks have 2
@@ -222,8 +216,9 @@ def test_budget_zero_holds_exactly_what_the_rolling_cache_holds(sink_frames):
     ks, vs = chunk_keys(rng, 10, frames, repeat_prob=0.0)
     ks[0, :, :, sink_frames:] = vs[0, :, :, sink_frames:] = 0.0  # MACO pads a short chunk with zeros
     poses = walk(rng, 10)
-    state = policy.init(LAYERS, BATCH, TOKENS, HEADS, DIM)
-    rolling = init_kv_cache(LAYERS, BATCH, sink_frames + local * frames, TOKENS, HEADS, DIM)
+    state = policy.init(LAYOUT)
+    rolling_policy = RollingPolicy(slots=sink_frames + local * frames, sink=sink_frames)
+    rolling = rolling_policy.init(LAYOUT)
     first = 0
     for i in range(10):  # the context for chunk i against the rolling cache before chunk i goes in
         size = sink_frames if i == 0 else frames
@@ -233,7 +228,7 @@ def test_budget_zero_holds_exactly_what_the_rolling_cache_holds(sink_frames):
             assert got[0] == want[0]
             for x, y in zip(got[1:], want[1:]):
                 np.testing.assert_array_equal(x, y)
-        rolling = ring_insert(rolling, ks[i][:, :, :size], vs[i][:, :, :size], first, sink_frames)
+        rolling = rolling_policy.update(rolling, ks[i][:, :, :size], vs[i][:, :, :size], first, poses[i])
         first += size
     assert got[0][0] == 0 and len(got[0]) == sink_frames + local * frames
 
@@ -265,7 +260,7 @@ def test_attention_over_the_context_equals_attention_over_hand_gathered_chunks(n
     grid = lambda t: np.stack([t, np.zeros_like(t), np.arange(len(t)) % 2], -1)
     for b in range(BATCH):
         role, frame = np.asarray(state.role[b]), np.asarray(state.frame[b])
-        pool = np.flatnonzero(role == maco.POOL)
+        pool = np.flatnonzero(role == maco.MEMORY)
         score = lambda s: (np.asarray(state.view[b, s]) @ query_pose[b, :3, 2]
                            - c.alpha * np.linalg.norm(np.asarray(state.position[b, s]) - query_pose[b, :3, 3]))
         memory = sorted(sorted(pool, key=lambda s: -score(s))[:c.select], key=lambda s: frame[s])
@@ -295,7 +290,7 @@ def test_bad_inputs_give_clear_errors():
     with pytest.raises(ValueError, match="unknown fields"):
         maco.MacoConfig.from_config({"locals": 3})
     policy = maco.MacoPolicy(maco.MacoConfig(), frames_per_chunk=1)
-    state = policy.init(LAYERS, BATCH, TOKENS, HEADS, DIM)
+    state = policy.init(LAYOUT)
     k = jnp.zeros((LAYERS, BATCH, 2, TOKENS, HEADS, DIM))
     with pytest.raises(ValueError, match="frames_per_chunk=1"):
         policy.update(state, k, k, 0, jnp.tile(jnp.eye(4), (BATCH, 1, 1)))

@@ -32,18 +32,10 @@ clips have 1 + 4k frames, so blocks split them exactly). For each block:
 Failures never raise: a block with fewer than `min_tracks` good tracks, or without an essential
 matrix, becomes the identity and is counted in `PoseEstimate.failed_blocks`.
 
-Measured (launch/eval_pose_estimator.py, ground-truth SynthWorld renders of held-out scenes,
-anti-aliased with 9 rays per pixel as `generate_clip` renders them, families forward/pan/orbit/
-there_and_back, 8 scenes = 32 clips per size): Trajectory Accuracy 1.00 at 64x64, 128x128 and
-256x256, for 17 and for 33 frames (64x64 over 24 scenes, 16 of them not used for tuning: 1.00 at 17
-and 33 frames). The selection knobs were tuned on those 8 scenes: per block, the largest turn evidence
-of a pure turn is 0.37 / 0.42 / 0.56 at 64 / 128 / 256 px and the smallest of a moving camera 0.74 /
-1.02 / 1.68 (threshold 0.6; the margin is thinnest for turns at 256 px). On point-
-sampled (aliased) renders (`--supersample 1`) the edge jitter looks like parallax and pans are taken
-for walks: 0.75 at 64x64 and 0.84 at 128x128 (17 frames). Video much noisier than the anti-aliased
-renders will do the same, so check the estimator on such video before trusting its turns.
-With random_walk at key speed (PATHS_VERSION 2) added, all five navigation families score 1.00 over
-12 held-out scenes at 64x64 for 9 and for 17 frames (60 clips each).
+The selection threshold was tuned on anti-aliased ground-truth SynthWorld renders; how well paths are
+recovered per size, length and family, and the turn-evidence margins, are in BENCHMARKS.md ("Camera-pose
+estimator"). Aliased (point-sampled) or much noisier video jitters at edges like parallax, so turns are
+taken for travel: check the estimator on such video (launch/eval_pose_estimator.py) before trusting them.
 """
 
 from __future__ import annotations

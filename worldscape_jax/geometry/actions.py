@@ -191,7 +191,7 @@ def random_actions(num_steps: int, seed: int, *, hold_probability: float = 0.5, 
         pitch_change = {"r": 1, "f": -1}.get(turn, 0)
         if abs(pitch_steps + pitch_change) > max_pitch_steps:
             turn, pitch_change = "", 0
-        if move and _farthest(items + [(move + turn) or "."], config) > max_distance:
+        if move and np.isfinite(max_distance) and _farthest(items + [(move + turn) or "."], config) > max_distance:
             move = ""
         pitch_steps += pitch_change
         previous = (move, turn)

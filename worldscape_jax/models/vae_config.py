@@ -99,14 +99,12 @@ def tiny() -> VAEConfig:
     stride would leave 8x8 latents and only 16 tokens, too coarse for the camera and memory tests.
     Time keeps Wan's 4x (both stages halve time), so F = 1 + 4k pixel frames give 1 + k latents and
     the chunk arithmetic of the streaming code is identical at both scales.
-    Widths 16/32/64 with one residual block per stage (1.9 M parameters): at width 32 a training
-    step took ~3x longer on two CPU cores (7 s vs 2.8 s for 8 clips of 5 frames), too slow to train
-    in the time a session has; 16 latent channels match the DiT's in_dim. The latent statistics
-    stay 0/1 here; the trained export carries the measured ones (`vae_stats`).
-    With the patch shortcut: at this width the deep path alone plateaued at 26.5 dB held-out after
-    ~2.5 h of training, below a plain PCA of the 4x4x4 pixel blocks (29.6 dB with 16 components);
-    the shortcut, started as that PCA (the VAE stage's `shortcut_init`), lets the deep path learn
-    only what is non-linear.
+    Widths 16/32/64 with one residual block per stage (1.9 M parameters), narrow enough for a CPU to
+    train it in one session (a width-32 step is ~3x slower; BENCHMARKS.md); 16 latent channels match
+    the DiT's in_dim. The latent statistics stay 0/1 here; the trained export carries the measured
+    ones (`vae_stats`). With the patch shortcut: a deep path this narrow reconstructs worse on its own
+    than a linear PCA of the 4x4x4 pixel blocks, so the shortcut, started as that PCA (the VAE stage's
+    `shortcut_init`), leaves the deep path only what is non-linear.
     """
     return VAEConfig(dim=16, dim_mult=(1, 2, 4), num_res_blocks=1, temporal_downsample=(True, True),
                      z_dim=16, latent_mean=(0.0,) * 16, latent_std=(1.0,) * 16, patch_shortcut=True)

@@ -59,3 +59,21 @@ def memory_view(frame_index: Int[np.ndarray, "s"], valid: Bool[np.ndarray, "s"],
     groups = classify_context(frame_index, valid, sink_frames)
     sink, local, selected = ((frames, poses.centres(frames)) for frames in groups)
     return MemoryView(sink=sink, local=local, selected=selected)
+
+
+def slots_memory_view(slots: Int[np.ndarray, "c"], valid: Bool[np.ndarray, "c"], is_memory: Bool[np.ndarray, "c"],
+                      slot_first_frame: Int[np.ndarray, "n"], slot_length: Int[np.ndarray, "n"],
+                      slot_position: Float[np.ndarray, "n 3"]) -> MemoryView:
+    """The MemoryView of a chunk-slot cache (MACO) from its context slots: slot 0 is the sink, the memory
+    slots are the selected entries, the rest the local window. Each chunk is drawn at its own camera, one
+    entry per chunk (its first latent frame), so nothing depends on where the context places it in time."""
+    def group(mask):
+        chosen = np.asarray(slots)[np.asarray(mask, bool) & np.asarray(valid, bool)]
+        chosen = chosen[np.asarray(slot_length)[chosen] > 0]
+        order = np.argsort(np.asarray(slot_first_frame)[chosen], kind="stable")
+        return (np.asarray(slot_first_frame)[chosen][order].astype(np.int64),
+                np.asarray(slot_position, np.float32)[chosen][order].reshape(-1, 3))
+
+    first = np.arange(len(slots)) == 0
+    return MemoryView(sink=group(first), local=group(~first & ~np.asarray(is_memory, bool)),
+                      selected=group(np.asarray(is_memory, bool)))

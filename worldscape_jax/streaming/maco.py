@@ -33,8 +33,8 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
 from worldscape_jax.models.kv_cache import KVCache
+from worldscape_jax.streaming.policy import EMPTY, LOCAL, MEMORY, SINK, CacheLayout
 
-FREE, SINK, LOCAL, POOL = 0, 1, 2, 3  # slot roles (the cache-policy protocol's EMPTY, SINK, LOCAL, MEMORY)
 POSITIONS = ("fixed", "original")
 _FAR = np.iinfo(np.int32).max
 
@@ -135,7 +135,7 @@ class MacoState:
 
     @property
     def valid(self) -> Bool[Array, "b n"]:
-        return self.role != FREE
+        return self.role != EMPTY
 
 
 def key_similarity(candidate: Float[Array, "f t h d"], others: Float[Array, "n f t h d"]) -> Float[Array, "n"]:
@@ -209,16 +209,16 @@ def _retire_oldest_local(role, frame, view, position, first_layer_k, config: Mac
     oldest = jnp.argmin(jnp.where(is_local, frame, _FAR))
     leaving = leaves & (slots == oldest)
     if config.budget == 0:
-        role = jnp.where(leaving, FREE, role)
+        role = jnp.where(leaving, EMPTY, role)
         return role, jnp.where(leaves, frame[oldest], -1), jnp.float32(-jnp.inf), jnp.bool_(False), jnp.int32(-1)
-    s_mdl, admit = mdl_gate(first_layer_k[oldest], first_layer_k, role == POOL, config.tau_mdl)
+    s_mdl, admit = mdl_gate(first_layer_k[oldest], first_layer_k, role == MEMORY, config.tau_mdl)
     admit = admit & leaves
-    role = jnp.where(leaving, jnp.where(admit, POOL, FREE), role)
-    in_pool = role == POOL
+    role = jnp.where(leaving, jnp.where(admit, MEMORY, EMPTY), role)
+    in_pool = role == MEMORY
     dist = pose_distance(view, position, config.lambda_)
     keep = farthest_point_sampling(dist, in_pool, dist[jnp.argmax(role == SINK)], config.budget)
     pruned = in_pool & ~keep & (jnp.sum(in_pool) > config.budget)
-    role = jnp.where(pruned, FREE, role)
+    role = jnp.where(pruned, EMPTY, role)
     pruned_frame = jnp.where(jnp.any(pruned), frame[jnp.argmax(pruned)], -1)
     return role, jnp.where(leaves, frame[oldest], -1), s_mdl, admit, pruned_frame
 
@@ -233,7 +233,7 @@ def select_memory(state: MacoState, query_pose: Float[Array, "b 4 4"], config: M
     query_view, query_position = camera_state(query_pose)
     score = jax.vmap(view_score, in_axes=(0, 0, 0, 0, None))(state.view, state.position, query_view,
                                                            query_position, config.alpha)
-    in_pool = state.role == POOL
+    in_pool = state.role == MEMORY
     if config.select == 0:
         empty = jnp.zeros((in_pool.shape[0], 0), jnp.int32)
         return empty, empty.astype(bool)
@@ -257,10 +257,11 @@ class MacoPolicy:
     config: MacoConfig
     frames_per_chunk: int
 
-    def init(self, num_layers: int, batch: int, tokens_per_frame: int, num_heads: int, head_dim: int,
-             dtype=jnp.float32) -> MacoState:
+    def init(self, layout: CacheLayout) -> MacoState:
         """An empty cache: every slot free."""
         n, f = self.config.capacity, self.frames_per_chunk
+        num_layers, batch, tokens_per_frame = layout.num_layers, layout.batch, layout.tokens_per_frame
+        num_heads, head_dim, dtype = layout.num_heads, layout.head_dim, layout.dtype
         zeros = lambda *shape, dt=jnp.float32: jnp.zeros(shape, dt)
         kv = (num_layers, batch, n, f, tokens_per_frame, num_heads, head_dim)
         return MacoState(
@@ -286,7 +287,7 @@ class MacoPolicy:
         role, left, s_mdl, admitted, pruned = retire(state.role, state.frame, state.view, state.position,
                                                      state.k[0])
         has_sink = jnp.any(role == SINK, axis=1)
-        target = jnp.argmax(role == FREE, axis=1)
+        target = jnp.argmax(role == EMPTY, axis=1)
         rows = jnp.arange(role.shape[0])
         view, position = camera_state(pose.astype(jnp.float32))
         first_frame = jnp.asarray(first_frame, jnp.int32)
@@ -328,9 +329,9 @@ class MacoPolicy:
                        frame_index=frame_index, valid=valid)
 
     def roles(self, state: MacoState) -> Int[Array, "b s"]:
-        """What each frame slot of the state holds (FREE, SINK, LOCAL, POOL), for figures and the play page."""
+        """What each frame slot of the state holds (EMPTY, SINK, LOCAL, MEMORY), for figures and the play page."""
         held = jnp.arange(self.frames_per_chunk) < state.length[:, :, None]
-        return jnp.where(held, state.role[:, :, None], FREE).reshape(state.role.shape[0], -1)
+        return jnp.where(held, state.role[:, :, None], EMPTY).reshape(state.role.shape[0], -1)
 
     def _check_chunk(self, state: MacoState, k, v, pose) -> None:
         expected = state.k.shape[:2] + state.k.shape[4:]

@@ -25,6 +25,7 @@ from worldscape_jax.data.synthworld.render import render_frames
 from worldscape_jax.geometry import trajectories
 from worldscape_jax.geometry.cameras import intrinsics_from_fov, intrinsics_matrix
 from worldscape_jax.streaming import maco
+from worldscape_jax.streaming.policy import CacheLayout
 
 REVISIT_FAMILIES = ("reversed_orbit", "there_and_back", "loop", "turn360")
 PIXELS_PER_CHUNK = 4
@@ -77,16 +78,16 @@ def chunk_keys(params, config, vae, clip: dict) -> tuple[np.ndarray, np.ndarray]
     The MACO gate reads the first layer's keys, which no context changes, so a policy replayed on these
     keys admits and prunes exactly as in a stream over the same latents.
     """
+    from worldscape_jax.inference.pixels import to_unit_range
+    from worldscape_jax.inference.teacher import camera_rays, teacher_model, text_context
     from worldscape_jax.models import vae as vae_lib
     from worldscape_jax.models.kv_cache import init_kv_cache
-    from worldscape_jax.training.stages import teacher
 
-    latents = vae_lib.encode(vae[0], teacher.to_unit_range(clip["video"][None]), vae[1])
-    camera = jnp.zeros_like(teacher._camera(config, jnp.asarray(clip["c2w"][None]),
-                                            jnp.asarray(clip["intrinsics"][None])))
+    latents = vae_lib.encode(vae[0], to_unit_range(clip["video"][None]), vae[1])
+    camera = jnp.zeros_like(camera_rays(config, jnp.asarray(clip["c2w"][None]), jnp.asarray(clip["intrinsics"][None])))
     m = config.model
     cond = jnp.zeros((*latents.shape[:-1], m.in_dim - m.out_dim))
-    model, text = teacher._model(config), teacher._text(config, 1)
+    model, text = teacher_model(config), text_context(config, 1)
     tokens = (latents.shape[2] // m.patch_size[1]) * (latents.shape[3] // m.patch_size[2])
     empty = init_kv_cache(m.num_layers, 1, 1, tokens, m.num_heads, m.dim // m.num_heads)
 
@@ -113,7 +114,7 @@ def replay(policy: maco.MacoPolicy, ks: np.ndarray, vs: np.ndarray, poses: Float
         return policy.update(state, k, v, i, pose), frames[0], valid[0], is_memory[0]
 
     layers, _, _, tokens, heads, head_dim = ks.shape[1:]
-    state = policy.init(layers, 1, tokens, heads, head_dim)
+    state = policy.init(CacheLayout(layers, 1, tokens, heads, head_dim))
     records = []
     for i in range(len(ks)):
         state, frames, valid, is_memory = jax.device_get(step(state, ks[i], vs[i], jnp.int32(i), poses[i][None]))
@@ -122,7 +123,7 @@ def replay(policy: maco.MacoPolicy, ks: np.ndarray, vs: np.ndarray, poses: Float
             step=i, sink=int(frames[0]) if valid[0] else None,
             memory=[int(f) for f in frames[valid & is_memory]],
             local=[int(f) for f in frames[1:][(valid & ~is_memory)[1:]]],
-            pool=sorted(int(f) for f in frame[role == maco.POOL]),
+            pool=sorted(int(f) for f in frame[role == maco.MEMORY]),
             left=int(state.left_frame[0]), s_mdl=float(state.s_mdl[0]), admitted=bool(state.admitted[0]),
             pruned=int(state.pruned_frame[0])))
     return records

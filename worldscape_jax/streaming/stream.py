@@ -70,7 +70,7 @@ class StreamSpec:
 
     def check(self):
         d = self.dit
-        if d.in_dim not in (d.out_dim, 3 * d.out_dim):
+        if d.camera_turn_warp or d.in_dim not in (d.out_dim, 3 * d.out_dim):
             raise ValueError(f"stream: the DiT's in_dim is {d.in_dim}; the floor streams students with no extra "
                              f"channels ({d.out_dim}) or [control | first frame] ({3 * d.out_dim}). A turn-warp "
                              f"layout is not streamed (see worldscape_jax/streaming/__init__.py)")
@@ -150,7 +150,7 @@ def _camera(spec: StreamSpec, chunk_c2w, reference_c2w, intrinsics):
         return None
     per_frame = jnp.broadcast_to(intrinsics[:, None], (*chunk_c2w.shape[:2], 4))
     return chunk_camera_input(chunk_c2w, reference_c2w, per_frame, spec.height, spec.width,
-                              spec.vae.temporal_factor)
+                              spec.vae.temporal_factor, with_ray_turn=spec.dit.camera_ray_turn)
 
 
 def _cond(spec: StreamSpec, control, first_frame, num_frames: int, first_latent=None):
@@ -259,6 +259,6 @@ def _advance(spec: StreamSpec, state: StreamState, held):
 def _decode(spec: StreamSpec, vae_params, cache, latents):
     frames = []
     for i in range(latents.shape[1]):
-        video, _, cache = vae_lib.decode_step(vae_params, cache, latents[:, i:i + 1], spec.vae, clip=False)
+        video, _, cache = vae_lib.decode_step(vae_params, cache, latents[:, i:i + 1], spec.vae, clip=False, steady=True)
         frames.append(video)
     return jnp.concatenate(frames, axis=1), cache
