@@ -21,7 +21,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     config = trainer_config("flow_dit", total_steps=2000 if scale == "tiny" else 20000,
                             global_batch=8 if scale == "tiny" else 64)
     config.model = dit.get_config(",".join([scale, *variants]))
-    config.data = ml_collections.ConfigDict(dict(frames=4, size=16 if scale == "tiny" else 60, seed=0))
+    # num_clips moving-blob clips (training/stages/moving_blobs.py), shuffled by `seed` every epoch.
+    config.data = ml_collections.ConfigDict(dict(frames=4, size=16 if scale == "tiny" else 60, num_clips=65536,
+                                                 seed=0))
     config.flow = ml_collections.ConfigDict(dict(
         distribution="logit_normal", shift=1.0 if scale == "tiny" else 5.0, per_frame=False,
         logit_mean=0.0, logit_std=1.0, text_dropout=0.1,

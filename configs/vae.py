@@ -32,8 +32,13 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         preset=preset, dim=shape.dim, dim_mult=shape.dim_mult, num_res_blocks=shape.num_res_blocks,
         temporal_downsample=shape.temporal_downsample, z_dim=shape.z_dim, patch_shortcut=shape.patch_shortcut))
     config.data = ml_collections.ConfigDict(dict(
+        # Where clips come from (training/stages/vae.py clip_source): synthworld (train scenes rendered on
+        # the fly), array_record (launch/make_synthworld.py's export at `path`), realestate10k (<clip>.txt
+        # poses in `pose_dir`, default `path`; frames in path/<clip>/ or path/<clip>.mp4) or egodex (`path`).
+        source="synthworld", path="", pose_dir="", frame_stride=1,
         frames=9 if tiny else 17, height=64 if tiny else 480, width=64 if tiny else 832,
-        num_clips=512 if tiny else 64, heldout_clips=16,
+        num_clips=512 if tiny else 64,  # the source's first clips that train; 0: all (not synthworld)
+        heldout_clips=16,  # SynthWorld held-out scenes for heldout_psnr and samples
         crop=32 if tiny else 0,  # > 0: train on random crop x crop windows (cheaper steps; see stages/vae.py)
     ))
     config.vae_stats = None  # {mean, std} per latent channel: set by launch/export.py (stages/vae.py export_metadata)

@@ -10,6 +10,9 @@
       -> batch(batch_size, drop_remainder)    fixed shapes
       -> to_iter_dataset() -> iterator
 
+`make_epochs` is the first three steps alone (for a source of ready examples, such as latents) and
+`batch_iterator` the last two, so a stage can append its own steps (the VAE's random window) between.
+
 Batches: {video float32 [B,F,H,W,3] in [-1, 1], c2w float32 [B,F,4,4] relative to each clip's first
 frame, intrinsics float32 [B,F,4] normalised to the output size}, plus depth [B,F,H,W],
 pose_video [B,F,H,W,3] in [-1, 1] and text_embedding [B, ...] when asked for (a clip that lacks a
@@ -149,9 +152,9 @@ def make_dataset(source: Sequence[dict] | Any, config: PipelineConfig) -> grain.
     return make_examples(source, config).batch(config.batch_size, drop_remainder=True)
 
 
-def make_examples(source: Sequence[dict] | Any, config: PipelineConfig) -> grain.MapDataset:
-    """The pipeline before batching: fixed-shape examples, random access by example index (a cache that
-    encodes every clip once reads these in order, with `shuffle=False, num_epochs=1`)."""
+def make_epochs(source: Sequence[dict] | Any, config: PipelineConfig) -> grain.MapDataset:
+    """The source's items as `config` draws them (this process's shard, shuffled, repeated), untransformed:
+    the start of every pipeline, and all of it for a source whose items are already examples (latents)."""
     index, count = shard_bounds(config)
     dataset = grain.MapDataset.source(source)[index::count]
     if len(dataset) == 0:
@@ -159,14 +162,25 @@ def make_examples(source: Sequence[dict] | Any, config: PipelineConfig) -> grain
                                             f"{len(source)}; expected at least one per process")
     if config.shuffle:
         dataset = dataset.shuffle(seed=config.seed)
-    dataset = dataset.repeat(config.num_epochs)
-    return dataset.random_map(ClipToExample(config, source_name(source)), seed=config.seed)
+    return dataset.repeat(config.num_epochs)
+
+
+def make_examples(source: Sequence[dict] | Any, config: PipelineConfig) -> grain.MapDataset:
+    """The pipeline before batching: fixed-shape examples, random access by example index (a cache that
+    encodes every clip once reads these in order, with `shuffle=False, num_epochs=1`)."""
+    return make_epochs(source, config).random_map(ClipToExample(config, source_name(source)), seed=config.seed)
+
+
+def batch_iterator(examples: grain.MapDataset, config: PipelineConfig) -> grain.DatasetIterator:
+    """A checkpointable iterator (`get_state` / `set_state`) over batches of `examples` (`make_examples`,
+    or `make_epochs` of an example source, with any further steps a stage appends), read as `config` says."""
+    read_options = grain.ReadOptions(num_threads=config.read_threads, prefetch_buffer_size=config.prefetch_batches)
+    dataset = examples.batch(config.batch_size, drop_remainder=True).to_iter_dataset(read_options)
+    if config.worker_count > 0:
+        dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=config.worker_count))
+    return iter(dataset)
 
 
 def make_iterator(source: Sequence[dict] | Any, config: PipelineConfig) -> grain.DatasetIterator:
     """A checkpointable iterator over batches (`get_state` / `set_state`)."""
-    read_options = grain.ReadOptions(num_threads=config.read_threads, prefetch_buffer_size=config.prefetch_batches)
-    dataset = make_dataset(source, config).to_iter_dataset(read_options)
-    if config.worker_count > 0:
-        dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=config.worker_count))
-    return iter(dataset)
+    return batch_iterator(make_examples(source, config), config)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -139,3 +139,85 @@ def _frames_for(pose_file: Path, frames_root: Path) -> Path:
             return candidate
     raise DataFormatError(pose_file, f"no frames for this clip: expected {frames_root / pose_file.stem}/ "
                                      f"or {frames_root / pose_file.stem}.mp4")
+
+
+FILE_SOURCES = ("array_record", "realestate10k", "egodex")
+
+
+def file_source(kind: str, path: str, pose_dir: str = "", where: str = "config.data"):
+    """The raw clips of a dataset on disk, as `<where>.source = kind` names it: SynthWorld's ArrayRecord
+    export (launch/make_synthworld.py; its train split), RealEstate10K (`<clip>.txt` poses in `pose_dir`,
+    default `path`; frames in `path/<clip>/` or `path/<clip>.mp4`) or EgoDex (`path/<task>/<idx>.hdf5 + .mp4`)."""
+    if kind not in FILE_SOURCES:
+        raise ValueError(f"{where}.source={kind!r}: expected one of {FILE_SOURCES}")
+    if not path:
+        raise ValueError(f"{where}.path is empty: {where}.source={kind!r} reads its clips from there")
+    if kind == "array_record":
+        from worldscape_jax.data.tfds_builder import synthworld_array_record_source  # deferred: TFDS is slow to import
+
+        return synthworld_array_record_source(path, "train")
+    if kind == "realestate10k":
+        return RealEstate10KSource.from_folders(pose_dir or path, path)
+    return EgoDexSource.from_folder(path)
+
+
+class MemoizedSource:
+    """`source` with every clip kept in memory once read: for a source that is slow to produce (SynthWorld
+    rendered on the fly) and small enough to hold, read again every epoch. Safe under Grain's reader threads
+    (two threads may both render a clip once; both get the same clip)."""
+
+    def __init__(self, source):
+        self.source = source
+        self._clips: dict[int, dict] = {}
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> dict:
+        index = int(index)
+        if index not in self._clips:
+            self._clips[index] = self.source[index]
+        return self._clips[index]
+
+    def __repr__(self) -> str:
+        return f"MemoizedSource({self.source!r})"
+
+
+class FirstClips:
+    """The first `count` clips of `source`."""
+
+    def __init__(self, source, count: int):
+        self.source, self.count = source, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < self.count:
+            raise IndexError(f"clip {index} of {self!r}")
+        return self.source[index]
+
+    def __repr__(self) -> str:
+        return f"FirstClips({self.count} of {self.source!r})"
+
+
+def first_clips(source, count: int, field: str):
+    """The first `count` clips of `source` (0: all of them); `field` names the setting in errors."""
+    if not 0 <= count <= len(source):
+        raise ValueError(f"{field}={count}: the source has {len(source)} clips (0 takes them all)")
+    return source if count in (0, len(source)) else FirstClips(source, count)
+
+
+SOURCES = ("synthworld", *FILE_SOURCES)
+
+
+def from_config(data, synthworld: Callable[[], Any], where: str = "config.data"):
+    """The clip source that a stage config's `data.source` names: `synthworld()` (the stage's own choice of
+    scenes and paths, checked to have `data.num_clips` >= 1) or a dataset on disk (`file_source`)."""
+    if data.source not in SOURCES:
+        raise ValueError(f"{where}.source={data.source!r}: expected one of {SOURCES}")
+    if data.source == "synthworld":
+        if data.num_clips < 1:
+            raise ValueError(f"{where}.num_clips={data.num_clips}: SynthWorld needs a number of clips >= 1")
+        return synthworld()
+    return file_source(data.source, data.path, data.pose_dir, where)

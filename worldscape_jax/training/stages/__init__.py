@@ -18,7 +18,8 @@ A stage is any object (usually a module) with these attributes:
 ``make_dataset(config, process_index, process_count) -> iterator``
     An iterator of this process's share of each global batch: dicts of numpy arrays whose leading
     axis is `config.global_batch // process_count`. It must be checkpointable, i.e. a Grain
-    `DatasetIterator` (see `training/data_iter.py` for an index-based helper), so a resumed run
+    `DatasetIterator` (`data/pipeline.py`: `make_iterator` for clip sources, `make_epochs` +
+    `batch_iterator` for sources of ready examples), so a resumed run
     continues with the next batch.
 
 ``sample(params, rng, config) -> uint8 [N, F, H, W, 3]``  (optional)

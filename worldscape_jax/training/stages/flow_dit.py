@@ -2,12 +2,13 @@
 
 It exercises the real model path through the trainer (sharded params with the DiT's logical axes,
 bf16 compute, per-frame timesteps) before the VAE and SynthWorld feed the camera teacher. The data
-are moving-blob latents (moving_blobs.py) with a per-class text code; the text is dropped (zeroed)
+are `config.data.num_clips` moving-blob latent clips (moving_blobs.py), read through the Grain pipeline
+like every stage's data (pixel sources need a VAE: that is the teacher stage), with a per-class text code; the text is dropped (zeroed)
 with probability `config.flow.text_dropout` so the model also learns the unconditional velocity
 that classifier-free guidance needs. `sample` runs the Euler/CFG sampler and shows channels 0-2.
 
 Config (configs/flow_dit.py): config.model = the DiT config (configs/dit.py); config.data =
-{frames, size, seed}; config.flow = {distribution, shift, per_frame, logit_mean, logit_std,
+{frames, size, num_clips, seed}; config.flow = {distribution, shift, per_frame, logit_mean, logit_std,
 text_dropout}; config.sample = {every_steps, fps, steps, shift, guidance, count}.
 """
 
@@ -17,9 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from worldscape_jax.data import pipeline
 from worldscape_jax.diffusion import flow, samplers
 from worldscape_jax.models.dit import build_dit
-from worldscape_jax.training.data_iter import indexed_batches
+from worldscape_jax.training.data_iter import local_batch_size
 from worldscape_jax.training.stages import moving_blobs
 
 
@@ -30,11 +32,6 @@ def _model(config):
 def _sampling(config) -> flow.TimestepSampling:
     f = config.flow
     return flow.TimestepSampling(f.distribution, f.shift, f.per_frame, f.logit_mean, f.logit_std)
-
-
-def _example(config, index: int) -> dict:
-    d, m = config.data, config.model
-    return moving_blobs.blob_clip(index, d.seed, d.frames, d.size, m.in_dim, m.text_len, m.text_dim)
 
 
 def init_params(rng, config):
@@ -61,8 +58,17 @@ def loss_fn(params, batch, rng, config):
 
 
 def make_dataset(config, process_index, process_count):
-    """This process's share of each global batch of moving-blob clips."""
-    return indexed_batches(lambda i: _example(config, i), config.global_batch, process_index, process_count)
+    """This process's share of each global batch of `config.data.num_clips` moving-blob clips, through the
+    Grain pipeline (data/pipeline.py): shuffled by `config.data.seed`, reshuffled every epoch; the
+    iterator is saved with every checkpoint."""
+    d, m = config.data, config.model
+    if d.num_clips < 1:
+        raise ValueError(f"config.data.num_clips={d.num_clips}: expected a number of moving-blob clips >= 1")
+    source = moving_blobs.MovingBlobsSource(d.num_clips, d.seed, d.frames, d.size, m.in_dim, m.text_len, m.text_dim)
+    pipe = pipeline.PipelineConfig(
+        batch_size=local_batch_size(config.global_batch, process_count), num_frames=d.frames, height=d.size,
+        width=d.size, seed=d.seed, process_index=process_index, process_count=process_count)
+    return pipeline.batch_iterator(pipeline.make_epochs(source, pipe), pipe)
 
 
 def sample(params, rng, config):

@@ -45,6 +45,26 @@ def blob_clip(index: int, seed: int, frames: int, size: int, channels: int, text
     return {"latents": latents, "text": text, "label": np.int32(label)}
 
 
+class MovingBlobsSource:
+    """A random-access source of `count` moving-blob examples (`blob_clip` of index 0 .. count - 1) for the
+    Grain pipeline; item i is the same example every time it is read."""
+
+    def __init__(self, count: int, seed: int, frames: int, size: int, channels: int, text_len: int, text_dim: int):
+        self.count = count
+        self.shape = dict(seed=seed, frames=frames, size=size, channels=channels, text_len=text_len, text_dim=text_dim)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < self.count:
+            raise IndexError(f"moving_blobs: example {index} of {self.count}")
+        return blob_clip(int(index), **self.shape)
+
+    def __repr__(self) -> str:
+        return f"MovingBlobsSource({self.count} clips, {self.shape})"
+
+
 def to_display(latents: np.ndarray) -> np.ndarray:
     """uint8 RGB [..., 3] of the picture channels (inverse of the [-0.5, 1] picture range)."""
     rgb = (np.asarray(latents[..., :3], np.float32) + 0.5) / 1.5

@@ -136,7 +136,6 @@ def _vae_digest(vae) -> str:
 ENCODING_PARAMS = ("encoder", "quant_conv", "patch_encoder")  # the VAE params that `vae.encode` reads
 ENCODE_BATCH = 16  # clips per VAE call while building the cache (one compiled shape)
 CLIPS_PER_SHARD = 256  # a stopped cache build loses at most this many clips of work
-SOURCES = ("synthworld", "array_record", "realestate10k", "egodex")
 
 
 def _padded(array: np.ndarray, batch: int) -> np.ndarray:
@@ -161,23 +160,13 @@ def clip_source(config):
     RealEstate10K (`<clip>.txt` poses in `pose_dir`, default `path`, frames in `path/<clip>/` or
     `path/<clip>.mp4`) or EgoDex (`path/<task>/<idx>.hdf5 + .mp4`)."""
     d = config.data
-    if d.source not in SOURCES:
-        raise ValueError(f"config.data.source={d.source!r}: expected one of {SOURCES}")
-    if d.source == "synthworld":
-        if d.num_clips < 1:
-            raise ValueError(f"config.data.num_clips={d.num_clips}: SynthWorld needs a number of clips >= 1")
+
+    def synthworld():
         seeds = [s for s in range(d.seed, d.seed + 4 * d.num_clips) if split_of(s) == "train"][: d.num_clips]
         return sources.SynthWorldSource(seeds, d.frames, d.height, d.width, families=training_families(config),
                                         traj_seeds=[d.seed * 7919 + i for i in range(len(seeds))])
-    if not d.path:
-        raise ValueError(f"config.data.path is empty: config.data.source={d.source!r} reads its clips from there")
-    if d.source == "array_record":
-        from worldscape_jax.data.tfds_builder import synthworld_array_record_source  # deferred: TFDS is slow to import
 
-        return synthworld_array_record_source(d.path, "train")
-    if d.source == "realestate10k":
-        return sources.RealEstate10KSource.from_folders(d.pose_dir or d.path, d.path)
-    return sources.EgoDexSource.from_folder(d.path)
+    return sources.from_config(d, synthworld)
 
 
 def _clip_count(config, source) -> int:

@@ -9,9 +9,12 @@ while costing almost nothing in PSNR. Set it to 0 for a plain autoencoder (z = m
 so that a better decoder can replace the committed one without changing the latents that the teacher
 was trained on.
 
-Data: `config.data.num_clips` SynthWorld clips of the train split (F = 1 + 4k frames at
-height x width) are rendered once into memory and served in a seeded, per-epoch shuffled order;
-`config.data.crop` > 0 trains on random crop x crop windows of them (evaluation uses whole frames).
+Data: clips from `config.data.source` (`clip_source`: by default the first `config.data.num_clips`
+SynthWorld train scenes, F = 1 + 4k frames at height x width, rendered on the fly and kept in memory;
+or SynthWorld's ArrayRecord export, RealEstate10K or EgoDex folders) pass through the Grain pipeline
+(data/pipeline.py), shuffled by `config.seed` and reshuffled every epoch; `config.data.crop` > 0 trains
+on random crop x crop windows of them (evaluation uses whole frames). The trainer checkpoints the
+pipeline's iterator, so a resumed run continues with the next batch.
 `sample` shows held-out clips with their reconstruction beside them; `heldout_psnr` is the figure to
 report, and `latent_statistics` gives the per-channel mean/std that go into the export as
 `vae_stats` (read by the teacher stage).
@@ -22,16 +25,19 @@ from __future__ import annotations
 import functools
 
 import flax.linen as nn
+import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
+from worldscape_jax.data import pipeline, sources
 from worldscape_jax.data.synthworld import generate_clip, split_seeds
+from worldscape_jax.inference.pixels import to_uint8
 from worldscape_jax.models.vae import WanVAE, check_video
 from worldscape_jax.models.vae_config import VAEConfig, vae_config
 from worldscape_jax.models.vae_layers import space_time_to_depth
-from worldscape_jax.training.data_iter import indexed_batches, shuffled_index
+from worldscape_jax.training.data_iter import local_batch_size
 
 
 def to_signed(video_uint8):
@@ -55,7 +61,7 @@ def init_params(rng, config):
         raise ValueError(f"config.shortcut_init={init!r}: expected 'random' or 'pca'")
     if vae_cfg.patch_shortcut and init == "pca":
         with jax.ensure_compile_time_eval():  # init_params is traced; the clips and the PCA are concrete
-            videos = _clips("train", min(PCA_CLIPS, d.num_clips), d.frames, d.height, d.width)
+            videos = train_videos(config, PCA_CLIPS)
             params = pca_shortcut(params, vae_cfg, videos)
     return params
 
@@ -118,7 +124,7 @@ def _replace_leaves(params, values: dict):
 def loss_fn(params, batch, rng, config):
     """L1 + MSE reconstruction, plus the weighted KL of the posterior when kl_weight > 0."""
     model = WanVAE(vae_config(config))
-    video = to_signed(batch["video"])
+    video = batch["video"]  # float32 in [-1, 1] (the pipeline's layout)
     mu, log_var, _ = model.apply({"params": params}, video, method=WanVAE.encode_moments)
     if config.loss.freeze_encoder:
         if config.optim.weight_decay:
@@ -151,8 +157,38 @@ def _clips(split: str, count: int, frames: int, height: int, width: int) -> np.n
     return np.stack(videos)
 
 
+def clip_source(config):
+    """The training clips named by `config.data.source`: SynthWorld's first `num_clips` train scenes
+    (each on its own camera path, `traj_seed` = its scene seed), rendered on the fly and kept in memory
+    once rendered (every epoch reads them again), or the first `num_clips` clips (0: all) of a dataset on
+    disk (`sources.file_source`)."""
+    d = config.data
+    source = sources.from_config(d, lambda: _synthworld_train(d.num_clips, d.frames, d.height, d.width))
+    return source if d.source == "synthworld" else sources.first_clips(source, d.num_clips, "config.data.num_clips")
+
+
+@functools.lru_cache(maxsize=2)
+def _synthworld_train(count: int, frames: int, height: int, width: int) -> sources.MemoizedSource:
+    """One source per process and shape, so that init (PCA) and the batches share the rendered clips."""
+    seeds = split_seeds("train", count)
+    return sources.MemoizedSource(sources.SynthWorldSource(seeds, frames, height, width, traj_seeds=seeds))
+
+
+def train_videos(config, count: int) -> np.ndarray:
+    """uint8 [count, F, H, W, 3]: the first `count` training clips (fewer if the source has fewer) as the
+    pipeline makes them, whole frames from the first: what the PCA init and the latent statistics read."""
+    d = config.data
+    examples = pipeline.make_examples(clip_source(config), pipeline.PipelineConfig(
+        batch_size=1, num_frames=d.frames, height=d.height, width=d.width, frame_stride=d.frame_stride,
+        random_start=False, shuffle=False, num_epochs=1, process_index=0, process_count=1))
+    return np.stack([to_uint8(examples[i]["video"]) for i in range(min(count, len(examples)))])
+
+
 def make_dataset(config, process_index, process_count):
-    """Batches {'video': uint8 [B, F, H, W, 3]} of train clips, reshuffled every epoch by a seeded permutation."""
+    """This process's share of each batch {'video': float32 [B, F, H, W, 3] in [-1, 1], c2w, intrinsics}
+    through the Grain pipeline (data/pipeline.py): clips shuffled by `config.seed` and reshuffled every
+    epoch, whole frames resized to cover height x width (a no-op for SynthWorld, rendered at that size),
+    then a random crop x crop window when `config.data.crop` > 0. The iterator is saved with every checkpoint."""
     d = config.data
     crop = int(d.crop)
     if crop and not 0 < crop <= min(d.height, d.width):
@@ -160,17 +196,29 @@ def make_dataset(config, process_index, process_count):
                          f"min(height, width) = {min(d.height, d.width)}")
     check_video(np.zeros((1, d.frames, crop or d.height, crop or d.width, 3)), vae_config(config),
                 where="config.data")
-    videos = _clips("train", d.num_clips, d.frames, d.height, d.width)
+    pipe = pipeline.PipelineConfig(
+        batch_size=local_batch_size(config.global_batch, process_count), num_frames=d.frames, height=d.height,
+        width=d.width, frame_stride=d.frame_stride, random_crop=True, seed=config.seed,
+        process_index=process_index, process_count=process_count)
+    examples = pipeline.make_examples(clip_source(config), pipe)
+    if crop:
+        examples = examples.random_map(RandomWindow(crop), seed=config.seed)
+    return pipeline.batch_iterator(examples, pipe)
 
-    def example(index: int) -> dict[str, np.ndarray]:
-        video = videos[shuffled_index(index, len(videos), config.seed)]
-        return {"video": random_crop(video, crop, seed=(config.seed, index)) if crop else video}
 
-    return indexed_batches(example, config.global_batch, process_index, process_count)
+class RandomWindow(grain.transforms.RandomMap):
+    """A pipeline step: the example's video cut to a size x size window (`random_crop`) at a random offset."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def random_map(self, example: dict, rng: np.random.Generator) -> dict:
+        return {**example, "video": random_crop(example["video"], self.size, rng)}
 
 
 def random_crop(video: np.ndarray, size: int, seed) -> np.ndarray:
-    """A size x size window of every frame of `video` [F, H, W, C], at an offset drawn from `seed`.
+    """A size x size window of every frame of `video` [F, H, W, C], at an offset drawn from `seed` (a
+    seed or a numpy Generator).
 
     Training on crops costs (size / H)^2 of a whole-frame step; the VAE is convolutional, and its
     only attention (the middle block) has no positional terms, so it runs on whole frames afterwards."""
@@ -205,7 +253,7 @@ def latent_statistics(params, config, count: int = 16) -> dict[str, list[float]]
     model = WanVAE(vae_config(config))
     encode = jax.jit(lambda x: model.apply({"params": params}, x, method=WanVAE.encode_moments)[0])
     mus = np.concatenate([np.asarray(encode(to_signed(v[None]))).reshape(-1, model.config.z_dim)
-                          for v in _clips("train", count, d.frames, d.height, d.width)])
+                          for v in train_videos(config, count)])
     return {"mean": mus.mean(0).tolist(), "std": mus.std(0).tolist()}
 
 
