@@ -189,7 +189,8 @@ def _print_ratios(rows: list[dict]):
             print(f"  {case:<12} {'fwd+bwd' if backward else 'fwd':<7} vs {impl:<8} {ms / ours:6.2f}x")
 
 
-def main():
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (sys.argv[1:] when `argv` is None); exits with a usage message on a bad flag."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--small", action="store_true", help="tiny shapes (2 heads of 64, 16 tokens per frame)")
     parser.add_argument("--iters", type=int, default=10, help="timed runs per row (median reported)")
@@ -197,7 +198,11 @@ def main():
     parser.add_argument("--backward", action=argparse.BooleanOptionalAction, default=True,
                         help="also time forward+backward on the teacher/training cases")
     parser.add_argument("--json", help="write the rows to this JSON file")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main():
+    args = parse_args()
     rows = run(args)
     if args.json:
         with open(args.json, "w") as f:
