@@ -7,9 +7,10 @@
 #   bash launch/gpu_check.sh --print_commands      # the GPU command of each step, "name<TAB>command" per line
 #   GPU_CHECK_ONLY=dit_xla,teacher_train bash launch/gpu_check.sh   # only these steps (e.g. a rerun)
 #
-# Runs from the repository root with the interpreter on PATH (the device machine's JAX with CUDA; no
-# package registry: nothing is installed from the internet). Wheels the project needs beyond it can be
-# carried in .whl/ (see /work/.library/device/README.md); they are installed with --no-index when present.
+# Runs from the repository root with the interpreter on PATH (`python`, else `python3`: the device machine's
+# JAX with CUDA; no package registry, so nothing is installed from the internet). The packages its image
+# lacks (ml-collections, grain, array-record, portpicker) travel as wheels: `bash launch/gpu_wheels.sh`
+# here fills .whl/, the device call carries it (carry=[".whl"]), and this script installs them --no-index.
 # Steps, in order (each bounded by `timeout`; a failure or timeout is recorded and the next step runs):
 #   attention      launch/bench_attention.py at wan1_3b shapes: pallas vs xla, cudnn, tokamax (if importable)
 #   dit_<impl>     launch/bench_dit.py --scale=wan1_3b, bf16, 832x480, attention cudnn / pallas / xla
@@ -62,6 +63,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 : >"$log_path"
 budget_s=${GPU_CHECK_BUDGET_S:-450}
+py=python
+command -v python >/dev/null 2>&1 || py=python3
 started=$SECONDS
 export PYTHONUNBUFFERED=1
 
@@ -79,7 +82,7 @@ if [ "$dry_run" = 1 ]; then
   say "dry run: CPU sizes, no GPU needed"
 else
   say "preflight: python -c 'import jax; print(jax.devices())'"
-  if ! timeout 60 python -c "import jax; print(jax.devices()); import sys; sys.exit(0 if jax.default_backend() == 'gpu' else 3)" \
+  if ! timeout 60 $py -c "import jax; print(jax.devices()); import sys; sys.exit(0 if jax.default_backend() == 'gpu' else 3)" \
       >>"$log_path" 2>&1; then
     say "NO GPU: jax sees no GPU (or failed to import); nothing measured. See $log_path."
     python3 - "$json_path" "$log_path" <<'EOF'
@@ -103,6 +106,7 @@ for entry in "${STEPS[@]}"; do
     if [ "${dry_extra:0:1}" = "=" ]; then command="${dry_extra:1}"; else command="$command $dry_extra"; fi
   fi
   command="${command//@JSON@/$work/$name.json}"
+  command="$py ${command#python }"
   left=$((budget_s - (SECONDS - started)))
   if [ "$left" -lt 20 ]; then
     say "$name: skipped (budget of ${budget_s}s spent)"
