@@ -156,6 +156,7 @@ def run(args) -> list[dict]:
     todo = [(c, i, bwd) for c in cases(scale) for bwd in ((False, True) if args.backward else (False,))
             for i in impls if not (bwd and c.mask is None)]
     for case, impl, backward in tqdm(todo, desc="attention bench", unit="run"):
+        _save(rows, args.json)  # row by row: a run stopped by a timeout keeps what it measured
         label = f"{case.name:<12} {'fwd+bwd' if backward else 'fwd':<7} {impl:<8}"
         if impl in ("cudnn", "tokamax") and not on_gpu:
             rows.append(dict(case=case.name, impl=impl, backward=backward, status="skipped: needs a GPU"))
@@ -175,8 +176,15 @@ def run(args) -> list[dict]:
         share = f"{100 * tflops / peak:5.1f}% of peak" if peak else "peak n/a"
         rows.append(dict(case=case.name, impl=impl, backward=backward, ms=ms, tflops=tflops, status="ok"))
         tqdm.write(f"{label} {ms:10.3f} ms  {tflops:10.4f} TFLOP/s (unmasked work)  {share}")
+    _save(rows, args.json)
     _print_ratios(rows)
     return rows
+
+
+def _save(rows: list[dict], path: str | None):
+    if path:
+        with open(path, "w") as f:
+            json.dump(rows, f, indent=1)
 
 
 def _print_ratios(rows: list[dict]):
@@ -203,10 +211,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main():
     args = parse_args()
-    rows = run(args)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+    run(args)
 
 
 if __name__ == "__main__":

@@ -96,6 +96,45 @@ EOF
   tail -n 1 "$log_path"
 fi
 
+# Writes the JSON from the steps' status files; called after every step, so a run cut short keeps its figures.
+aggregate() {
+python3 - "$json_path" "$work" "$dry_run" "$1" "${STEPS[@]}" <<'EOF'
+import json, os, sys
+
+json_path, work, dry_run, final, entries = sys.argv[1], sys.argv[2], sys.argv[3] == "1", sys.argv[4] == "1", sys.argv[5:]
+steps = {}
+for entry in entries:
+    name = entry.split("|")[0]
+    status_path = os.path.join(work, f"{name}.status")
+    if not os.path.exists(status_path):
+        steps[name] = {"status": "not_run", "reason": "the run stopped before this step"}
+        continue
+    status = open(status_path).read().strip()
+    if status in ("skipped", "not_selected"):
+        reason = "the run's time budget was spent" if status == "skipped" else "not in GPU_CHECK_ONLY"
+        steps[name] = {"status": "skipped", "reason": reason}
+        continue
+    rc, wall_s, command = status.split(" ", 2)
+    rc = int(rc)
+    figures_path = os.path.join(work, f"{name}.json")
+    try:
+        figures = json.load(open(figures_path)) if os.path.exists(figures_path) else None
+    except json.JSONDecodeError as error:  # a bench killed while writing its figures
+        figures = {"unreadable": str(error)}
+    log = open(os.path.join(work, f"{name}.log"), errors="replace").read()
+    steps[name] = {"status": "ok" if rc == 0 else "timed_out" if rc in (124, 137) else "failed", "exit_code": rc,
+                   "wall_s": int(wall_s), "command": command, "figures": figures, "log_tail": log[-2500:]}
+ok = sum(s["status"] == "ok" for s in steps.values())
+ran = sum(s["status"] not in ("skipped", "not_run") for s in steps.values())
+json.dump({"status": f"{ok}/{ran} steps ok, {len(steps) - ran} skipped", "dry_run": dry_run, "steps": steps}, open(json_path, "w"),
+          indent=1, default=str)
+if final:
+  print(f"[gpu_check] {ok}/{ran} steps ok, {len(steps) - ran} skipped; figures in {json_path}")
+  for name, s in steps.items():
+    print(f"  {name:<15} {s['status']:<9} {s.get('wall_s', '')}")
+EOF
+}
+
 for entry in "${STEPS[@]}"; do
   IFS='|' read -r name limit command dry_extra <<<"$entry"
   if [ -n "${GPU_CHECK_ONLY:-}" ] && [[ ",$GPU_CHECK_ONLY," != *",$name,"* ]]; then
@@ -121,32 +160,7 @@ for entry in "${STEPS[@]}"; do
   cat "$work/$name.log" >>"$log_path"
   echo "$rc $((SECONDS - step_start)) $command" >"$work/$name.status"
   say "$name: exit $rc after $((SECONDS - step_start))s"
+  aggregate 0
 done
 
-python3 - "$json_path" "$work" "$dry_run" "${STEPS[@]}" <<'EOF'
-import json, os, sys
-
-json_path, work, dry_run, entries = sys.argv[1], sys.argv[2], sys.argv[3] == "1", sys.argv[4:]
-steps = {}
-for entry in entries:
-    name = entry.split("|")[0]
-    status = open(os.path.join(work, f"{name}.status")).read().strip()
-    if status in ("skipped", "not_selected"):
-        reason = "the run's time budget was spent" if status == "skipped" else "not in GPU_CHECK_ONLY"
-        steps[name] = {"status": "skipped", "reason": reason}
-        continue
-    rc, wall_s, command = status.split(" ", 2)
-    rc = int(rc)
-    figures_path = os.path.join(work, f"{name}.json")
-    figures = json.load(open(figures_path)) if os.path.exists(figures_path) else None
-    log = open(os.path.join(work, f"{name}.log"), errors="replace").read()
-    steps[name] = {"status": "ok" if rc == 0 else "timed_out" if rc in (124, 137) else "failed", "exit_code": rc,
-                   "wall_s": int(wall_s), "command": command, "figures": figures, "log_tail": log[-2500:]}
-ok = sum(s["status"] == "ok" for s in steps.values())
-ran = sum(s["status"] != "skipped" for s in steps.values())
-json.dump({"status": f"{ok}/{ran} steps ok, {len(steps) - ran} skipped", "dry_run": dry_run, "steps": steps}, open(json_path, "w"),
-          indent=1, default=str)
-print(f"[gpu_check] {ok}/{ran} steps ok, {len(steps) - ran} skipped; figures in {json_path}")
-for name, s in steps.items():
-    print(f"  {name:<15} {s['status']:<9} {s.get('wall_s', '')}")
-EOF
+aggregate 1
