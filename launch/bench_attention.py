@@ -156,6 +156,7 @@ def run(args) -> list[dict]:
     todo = [(c, i, bwd) for c in cases(scale) for bwd in ((False, True) if args.backward else (False,))
             for i in impls if not (bwd and c.mask is None)]
     for case, impl, backward in tqdm(todo, desc="attention bench", unit="run"):
+        _save(rows, args.json)  # row by row: a run stopped by a timeout keeps what it measured
         label = f"{case.name:<12} {'fwd+bwd' if backward else 'fwd':<7} {impl:<8}"
         if impl in ("cudnn", "tokamax") and not on_gpu:
             rows.append(dict(case=case.name, impl=impl, backward=backward, status="skipped: needs a GPU"))
@@ -175,8 +176,15 @@ def run(args) -> list[dict]:
         share = f"{100 * tflops / peak:5.1f}% of peak" if peak else "peak n/a"
         rows.append(dict(case=case.name, impl=impl, backward=backward, ms=ms, tflops=tflops, status="ok"))
         tqdm.write(f"{label} {ms:10.3f} ms  {tflops:10.4f} TFLOP/s (unmasked work)  {share}")
+    _save(rows, args.json)
     _print_ratios(rows)
     return rows
+
+
+def _save(rows: list[dict], path: str | None):
+    if path:
+        with open(path, "w") as f:
+            json.dump(rows, f, indent=1)
 
 
 def _print_ratios(rows: list[dict]):
@@ -189,7 +197,8 @@ def _print_ratios(rows: list[dict]):
             print(f"  {case:<12} {'fwd+bwd' if backward else 'fwd':<7} vs {impl:<8} {ms / ours:6.2f}x")
 
 
-def main():
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (sys.argv[1:] when `argv` is None); exits with a usage message on a bad flag."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--small", action="store_true", help="tiny shapes (2 heads of 64, 16 tokens per frame)")
     parser.add_argument("--iters", type=int, default=10, help="timed runs per row (median reported)")
@@ -197,11 +206,12 @@ def main():
     parser.add_argument("--backward", action=argparse.BooleanOptionalAction, default=True,
                         help="also time forward+backward on the teacher/training cases")
     parser.add_argument("--json", help="write the rows to this JSON file")
-    args = parser.parse_args()
-    rows = run(args)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+    return parser.parse_args(argv)
+
+
+def main():
+    args = parse_args()
+    run(args)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ Frames per second counts decoded pixel frames (4 per latent frame) and excludes 
 
 from __future__ import annotations
 
+import json
 
 import jax
 import jax.numpy as jnp
@@ -36,6 +37,7 @@ _TEACHER_FRAMES = flags.DEFINE_integer("teacher_frames", None, "latent frames of
 _DTYPE = flags.DEFINE_string("dtype", None, "compute dtype (default: bfloat16 on GPU/TPU, float32 on CPU)")
 _IMPL = flags.DEFINE_string("attention", "xla", "attention implementation: xla | cudnn | pallas")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "timed repetitions (median reported)")
+_JSON = flags.DEFINE_string("json", None, "also write the figures to this JSON file")
 
 
 
@@ -98,6 +100,15 @@ def main(_):
           f"(DiT only, {4 * chunk} frames per chunk)")
     print(f"teacher forward ({teacher_frames} latent frames, bidirectional): {teacher_time * 1e3:.2f} ms")
     print(f"ratio teacher forward / streaming step: {teacher_time / step_time:.2f}x")
+    if _JSON.value:
+        figures = dict(device=jax.devices()[0].device_kind, scale=scale, dtype=cfg.dtype, attention=cfg.attention_impl,
+                       height=height, width=width, params=n_params, tokens_per_latent_frame=tokens,
+                       cache_frames=cache_frames, step_ms=step_time * 1e3, step_flops=step_flops,
+                       step_tflops_per_s=step_flops / step_time / 1e12 if step_flops else None,
+                       chunk_ms=chunk_time * 1e3, dit_pixel_fps=fps, teacher_frames=teacher_frames,
+                       teacher_forward_ms=teacher_time * 1e3)
+        with open(_JSON.value, "w") as f:
+            json.dump(figures, f, indent=1, default=float)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ import json
 import sys
 
 import jax
-import jax.numpy as jnp
 
 from worldscape_jax.configs import teacher as teacher_config
 from worldscape_jax.training import loop, sharding
@@ -20,15 +19,7 @@ def main(frames: int, height: int, width: int) -> None:
     config.data.frames, config.data.height, config.data.width = frames, height, width
     config.mesh.data, config.mesh.fsdp, config.mesh.tensor = 1, 4, 2
     setup = loop.build(config)
-    t, h, w = teacher.latent_shape(config)
-    m = config.model
-    batch = {
-        "latents": jax.ShapeDtypeStruct((4, t, h, w, m.out_dim), jnp.float32),
-        "cond": jax.ShapeDtypeStruct((4, t, h, w, m.in_dim - m.out_dim), jnp.float32),
-        "c2w": jax.ShapeDtypeStruct((4, frames, 4, 4), jnp.float32),
-        "intrinsics": jax.ShapeDtypeStruct((4, frames, 4), jnp.float32),
-        "clip": jax.ShapeDtypeStruct((4, m.clip_tokens, m.clip_dim), jnp.float32),
-    }
+    batch = teacher.batch_spec(config, config.global_batch)
     shardings = sharding.batch_shardings(batch, setup.mesh)
     batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=shardings[k]) for k, v in batch.items()}
     compiled = loop.compile_step(setup, loop.abstract_target(setup), batch, shardings)

@@ -15,7 +15,6 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
-import imageio_ffmpeg
 import numpy as np
 from PIL import Image
 
@@ -27,6 +26,13 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 IMAGE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError, TypeError, ZeroDivisionError,
                 Image.DecompressionBombError)
 
+
+def _ffmpeg():
+    """imageio_ffmpeg, imported when a video is read or written: the package carries an ffmpeg binary
+    (~30 MB) that nothing else needs (launch/gpu_check.sh runs where it is not installed)."""
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
     """The image files of `folder`, sorted by name (frame order)."""
@@ -87,7 +93,7 @@ def count_images(folder: str | os.PathLike) -> int:
 def mp4_metadata(path: str | os.PathLike) -> dict:
     """ffmpeg's metadata of a video: at least `size` (W, H), `fps` and `nframes` (may be inf)."""
     _require_file(path)
-    reader = imageio_ffmpeg.read_frames(os.fspath(path))
+    reader = _ffmpeg().read_frames(os.fspath(path))
     try:
         return next(reader)
     except (OSError, RuntimeError, StopIteration) as error:
@@ -106,7 +112,7 @@ def read_mp4(path: str | os.PathLike, indices: Sequence[int] | None = None, *, a
     `allow_partial`, a warning saying how many frames were read of how many declared).
     """
     _require_file(path)
-    reader = imageio_ffmpeg.read_frames(os.fspath(path), pix_fmt="rgb24")
+    reader = _ffmpeg().read_frames(os.fspath(path), pix_fmt="rgb24")
     try:
         meta = next(reader)
         width, height = meta["size"]
@@ -169,7 +175,7 @@ def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: float = 10.0, lo
         options = dict(codec="libx264rgb", pix_fmt_out="rgb24", quality=None, output_params=["-qp", "0"])
     else:
         options = dict(codec="libx264", pix_fmt_out="yuv420p")
-    writer = imageio_ffmpeg.write_frames(os.fspath(path), (width, height), fps=fps, macro_block_size=1, **options)
+    writer = _ffmpeg().write_frames(os.fspath(path), (width, height), fps=fps, macro_block_size=1, **options)
     writer.send(None)
     for frame in frames:
         writer.send(np.ascontiguousarray(frame))

@@ -242,3 +242,39 @@ def make_dataset(config, process_index, process_count):
         return cache[shuffled_index(index, len(cache), config.seed)]
 
     return indexed_batches(example, config.global_batch, process_index, process_count)
+
+
+def batch_spec(config, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
+    """The shapes of a batch of cached clips (what `make_dataset` yields) at `config.data`'s size."""
+    t, h, w = latent_shape(config)
+    m, frames = config.model, config.data.frames
+    spec = {
+        "latents": jax.ShapeDtypeStruct((batch_size, t, h, w, m.out_dim), jnp.float32),
+        "cond": jax.ShapeDtypeStruct((batch_size, t, h, w, 2 * m.out_dim), jnp.float32),
+        "c2w": jax.ShapeDtypeStruct((batch_size, frames, 4, 4), jnp.float32),
+        "intrinsics": jax.ShapeDtypeStruct((batch_size, frames, 4), jnp.float32),
+    }
+    if uses_turn_warp(config):
+        spec["warp"] = jax.ShapeDtypeStruct((batch_size, t, h, w, m.out_dim), jnp.float32)
+    if m.image_branch:
+        spec["clip"] = jax.ShapeDtypeStruct((batch_size, m.clip_tokens, m.clip_dim), jnp.float32)
+    return spec
+
+
+def synthetic_batches(config, process_index, process_count):
+    """One random batch of `batch_spec`'s shapes, repeated forever: for timing the train step without
+    rendering and encoding clips (launch/bench_train.py --synthetic_data). Cameras stand still (identity
+    poses, centred unit-focal intrinsics); latents and conditions are standard normal."""
+    del process_index
+    local = config.global_batch // process_count
+    rng = np.random.default_rng(config.seed)
+    batch = {}
+    for name, s in batch_spec(config, local).items():
+        if name == "c2w":
+            batch[name] = np.broadcast_to(np.eye(4, dtype=np.float32), s.shape).copy()
+        elif name == "intrinsics":
+            batch[name] = np.broadcast_to(np.asarray([1.0, 1.0, 0.5, 0.5], np.float32), s.shape).copy()
+        else:
+            batch[name] = rng.standard_normal(s.shape, np.float32)
+    while True:
+        yield batch
