@@ -74,14 +74,15 @@ def markdown_report(summary: dict, clips: list[dict], images: dict[str, str]) ->
 
 
 def json_ready(value):
-    """Drops numpy arrays (plot data), turns numpy scalars into floats and NaN into null, recursively."""
+    """Drops numpy arrays (plot data), turns numpy scalars into floats and NaN and infinities into null (strict
+    JSON has neither; an infinite PSNR is a frame equal to its reference, as a stream's given first frame)."""
     if isinstance(value, dict):
         return {key: json_ready(item) for key, item in value.items() if not isinstance(item, np.ndarray)}
     if isinstance(value, list):
         return [json_ready(item) for item in value]
     if isinstance(value, np.generic):
         value = value.item()
-    if isinstance(value, float) and np.isnan(value):
+    if isinstance(value, float) and not np.isfinite(value):
         return None
     return value
 
