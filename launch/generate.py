@@ -28,6 +28,9 @@ from worldscape_jax.data.synthworld.clips import FAMILIES
 from worldscape_jax.geometry.actions import num_frames_of
 
 _TEACHER = flags.DEFINE_string("teacher", "asset:teacher_tiny", "Exported teacher (launch/export.py) or asset:NAME.")
+_MODEL = flags.DEFINE_string("model", None, "Exported model to run instead of --teacher: a teacher, or a causal "
+                             "student (asset:student_tiny), which rolls out chunk by chunk over its KV cache and "
+                             "takes a path of any length.")
 _ACTIONS = flags.DEFINE_string("actions", "w,q", "Keys per latent frame, e.g. 'w,q' (1 + 4 * steps frames); or a "
                                "trajectory family (forward, pan, orbit, there_and_back, random_walk, static, keys); "
                                "or 'mixed': each scene's own navigation family (one of the first five), the "
@@ -70,19 +73,32 @@ def main(argv):
     from worldscape_jax.models import vae as vae_lib
     from worldscape_jax.training.media import write_mp4
 
-    params, config = load_exported(_TEACHER.value, stage="teacher")
+    from worldscape_jax.training.stages import student
+
+    model_name = _MODEL.value or _TEACHER.value
+    params, config = load_exported(model_name)
+    is_student = student.is_student(config)
+    if not is_student and config.stage != "teacher":
+        raise app.UsageError(f"--model {model_name}: an export of stage {config.stage!r}; expected a teacher or "
+                             "a causal student")
     trajectory = None if _ACTIONS.value == "mixed" else _ACTIONS.value
     frames = config.data.frames if trajectory is None or trajectory in FAMILIES else num_frames_of(trajectory)
-    if frames != config.data.frames:
+    if frames != config.data.frames and not is_student:
         raise app.UsageError(f"--actions {_ACTIONS.value!r} gives {frames} frames; the teacher was trained on "
                              f"{config.data.frames} (1 + 4 * {(config.data.frames - 1) // 4} steps)")
     if _SHIFT.value is not None:
         config.sample.shift = _SHIFT.value
     vae = load_vae(config.vae.checkpoint, config.vae.preset)
-    run = jax.jit(lambda first, c2w, k, rng, scale: generate(
-        params, config, vae, first, c2w, k, rng, steps=_STEPS.value, guidance=_GUIDANCE.value, camera_scale=scale))
+    if is_student:
+        run = jax.jit(lambda first, c2w, k, rng, scale: student.generate(params, config, vae, first, c2w, k, rng))
+        with config.unlocked():
+            config.data.frames = frames
+    else:
+        run = jax.jit(lambda first, c2w, k, rng, scale: generate(
+            params, config, vae, first, c2w, k, rng, steps=_STEPS.value, guidance=_GUIDANCE.value,
+            camera_scale=scale))
     reconstruct = jax.jit(lambda video: vae_lib.decode(vae[0], vae_lib.encode(vae[0], video, vae[1]), vae[1]))
-    ablate = _ABLATE.value and not _VAE_CEILING.value
+    ablate = _ABLATE.value and not _VAE_CEILING.value and not is_student  # the student has no camera CFG
 
     clips = heldout_clips(config, _SCENES.value, trajectory=trajectory, first=_FIRST_SCENE.value)
     results, ablated, generated, ablated_videos = [], [], [], []
@@ -103,8 +119,8 @@ def main(argv):
     truth = np.stack([c["video"] for c in clips])
     generated = np.stack(generated)
     summary = summarise(results)
-    summary.update(actions=_ACTIONS.value, teacher=_TEACHER.value,
-                   source="vae_reconstruction" if _VAE_CEILING.value else "teacher")
+    summary.update(actions=_ACTIONS.value, teacher=model_name,
+                   source="vae_reconstruction" if _VAE_CEILING.value else ("student" if is_student else "teacher"))
     if ablated:
         zero = summarise(ablated)
         summary["camera_zeroed_trajectory_accuracy"] = zero["trajectory_accuracy"]

@@ -57,4 +57,5 @@ def restore_trained_params(config: ml_collections.ConfigDict, workdir: str | os.
                                                                     "directory of this config's stage?)")
     state, step = restored
     params = state.ema_params if (use_ema and state.ema_params is not None) else state.params
-    return params, step
+    select = getattr(setup.stage, "exported_params", None)  # e.g. the generator of {generator, critic, teacher}
+    return (params if select is None else select(params)), step

@@ -56,7 +56,7 @@ def build(config: Any) -> Setup:
     stage = get_stage(config.stage)
     mesh = sharding.make_mesh(config.mesh)
     rules = sharding.normalize_rules(config.logical_axis_rules)
-    tx, schedule = make_optimizer(config.optim, config.total_steps)
+    tx, schedule = stage_optimizer(stage, config)
     param_dtype = dtype_from_config(config.precision.param_dtype, "param_dtype")
     use_ema = float(config.ema.decay) > 0
 
@@ -75,6 +75,14 @@ def build(config: Any) -> Setup:
     sharding.check_divisible(abstract_state, state_shardings, "state")
     step = make_train_step(stage.loss_fn, config, tx, schedule)
     return Setup(stage, mesh, rules, state_shardings, abstract_state, init_state, step)
+
+
+def stage_optimizer(stage: Any, config: Any):
+    """(tx, schedule): the stage's own `make_optimizer(config)` when it has one (several networks in one
+    params pytree, e.g. a frozen teacher), else the optimizer of `config.optim`."""
+    if hasattr(stage, "make_optimizer"):
+        return stage.make_optimizer(config)
+    return make_optimizer(config.optim, config.total_steps)
 
 
 def initial_state(setup: Setup, config: Any) -> TrainState:

@@ -114,15 +114,22 @@ def logical_param_specs(boxed_params: Any) -> Any:
 
 
 def state_logical_specs(abstract_state: TrainState, param_specs: Any, tx: optax.GradientTransformation) -> TrainState:
-    """Logical specs for the whole state: opt-state leaves shaped like params follow the params."""
-    opt_specs = optax.tree_utils.tree_map_params(
-        tx,
-        lambda _, spec: spec,
-        abstract_state.opt_state,
-        param_specs,
-        transform_non_params=lambda _: PartitionSpec(),
-        is_leaf=lambda x: isinstance(x, PartitionSpec),
-    )
+    """Logical specs for the whole state: opt-state leaves shaped like params follow the params.
+
+    Optimizers that partition the params (optax.multi_transform, masked) keep masked placeholders that
+    `tree_map_params` cannot walk; their leaves are matched to params by path instead (`_specs_by_path`).
+    """
+    try:
+        opt_specs = optax.tree_utils.tree_map_params(
+            tx,
+            lambda _, spec: spec,
+            abstract_state.opt_state,
+            param_specs,
+            transform_non_params=lambda _: PartitionSpec(),
+            is_leaf=lambda x: isinstance(x, PartitionSpec),
+        )
+    except (TypeError, ValueError):
+        opt_specs = _specs_by_path(abstract_state.opt_state, abstract_state.params, param_specs)
     return TrainState(
         step=PartitionSpec(),
         params=param_specs,
@@ -130,6 +137,26 @@ def state_logical_specs(abstract_state: TrainState, param_specs: Any, tx: optax.
         ema_params=None if abstract_state.ema_params is None else param_specs,
         rng=PartitionSpec(),
     )
+
+
+def _dict_keys(path) -> tuple:
+    return tuple(k.key for k in path if isinstance(k, jax.tree_util.DictKey))
+
+
+def _specs_by_path(opt_state: Any, params: Any, param_specs: Any) -> Any:
+    """Opt-state leaf -> the spec of the param whose dict-key path ends its own, with the same shape."""
+    shapes = {_dict_keys(p): x.shape for p, x in jax.tree_util.tree_leaves_with_path(params)}
+    specs = {_dict_keys(p): s for p, s in jax.tree_util.tree_leaves_with_path(
+        param_specs, is_leaf=lambda x: isinstance(x, PartitionSpec))}
+
+    def spec_of(path, leaf):
+        keys = _dict_keys(path)
+        for start in range(len(keys)):
+            if keys[start:] in specs and shapes[keys[start:]] == getattr(leaf, "shape", None):
+                return specs[keys[start:]]
+        return PartitionSpec()
+
+    return jax.tree_util.tree_map_with_path(spec_of, opt_state)
 
 
 def _axis_size(mesh: Mesh, entry: Any) -> int:

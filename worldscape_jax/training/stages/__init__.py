@@ -25,6 +25,13 @@ A stage is any object (usually a module) with these attributes:
     Videos to look at; the trainer writes them as mp4 plus a contact-sheet PNG every
     `config.sample.every_steps` steps.
 
+``make_optimizer(config) -> (tx, schedule)``  (optional)
+    The stage's own optimizer, for params that hold several networks (e.g. Self-Forcing's generator,
+    critic and frozen teacher: `optax.multi_transform`); the default is `training/optim.py` on `config.optim`.
+
+``exported_params(params) -> params``  (optional)
+    What launch/export.py writes (e.g. the generator alone).
+
 Naming a stage
 --------------
 `config.stage` is either a registered name (`register_stage`), a module under this package

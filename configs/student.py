@@ -1,0 +1,92 @@
+"""The causal few-step student (paper §3.3): ODE-pair init, then Self-Forcing DMD with a rolling window.
+
+  python launch/train.py --config configs/student.py:tiny,ode_init --workdir runs/student_ode_tiny
+  python launch/export.py --workdir runs/student_ode_tiny --out runs/student_ode_tiny/export
+  python launch/train.py --config configs/student.py:tiny --workdir runs/student_tiny \
+      --config.student.init_from=runs/student_ode_tiny/export
+  python launch/export.py --workdir runs/student_tiny --out worldscape_jax/assets/student_tiny
+
+One base config holds both stages' fields; the variant after the scale picks the stage
+(`ode_init`; the default is `self_forcing`). The student is the teacher's DiT (`config.model` equals the
+teacher export's) run block-causally over chunks of `model.frames_per_chunk` latent frames: 1 at tiny
+(4 pixel frames), 3 at wan1_3b, as in Self-Forcing.
+
+Denoising levels: Self-Forcing's [1000, 750, 500, 250] warped by the timestep shift of the model they
+are used with (`student.shift`): 5 for Wan at 480p (t = 1000, 937.5, 833.3, 625), and at tiny the tiny
+teacher's own shift 1 (it was trained and samples at shift 1 on 64x64 frames, where shift 5 would spend
+three of four levels above sigma 0.8).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from worldscape_jax.configs import dit
+from worldscape_jax.training.defaults import trainer_config
+
+STAGES = ("ode_init", "self_forcing")
+
+
+def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
+    scale, *variants = (arg or "tiny").split(",")
+    if scale not in ("tiny", "wan1_3b"):
+        raise ValueError(f"configs/student.py: unknown scale {scale!r}; expected tiny or wan1_3b")
+    unknown = [v for v in variants if v not in STAGES]
+    if unknown or len(variants) > 1:
+        raise ValueError(f"configs/student.py: variants {variants}; expected at most one stage of {STAGES}")
+    tiny = scale == "tiny"
+    stage = variants[0] if variants else "self_forcing"
+    steps = {"ode_init": 600 if tiny else 3000, "self_forcing": 300 if tiny else 600}[stage]
+    batch = {"ode_init": 8 if tiny else 64, "self_forcing": 2 if tiny else 64}[stage]
+    config = trainer_config(stage, total_steps=steps, global_batch=batch)
+    # The teacher's DiT: at tiny the committed turn-warp teacher (asset:teacher_tiny) exactly.
+    config.model = dit.get_config("tiny,control,camera,turn_warp" if tiny else "wan1_3b,fun_control,camera,bf16")
+    config.vae = ml_collections.ConfigDict(dict(preset="tiny" if tiny else "wan2_1",
+                                                checkpoint="asset:vae_tiny" if tiny else ""))
+    config.teacher = ml_collections.ConfigDict(dict(
+        checkpoint="asset:teacher_tiny" if tiny else "",  # "" = random init (shape checks only)
+        # The teacher's window: its 9-frame clip at tiny (3 latent frames: the reference + 2 chunks); at wan1_3b
+        # 73 of its 81 frames (the reference + 6 chunks of 3), so a window is whole chunks.
+        frames=9 if tiny else 73,
+        ode_steps=24,  # Euler steps of the teacher's ODE over sigma 1 -> 0 (its own sampler)
+        guidance=2.0 if tiny else 3.0,  # camera CFG of the teacher, used for ODE pairs and the real score
+        shift=1.0 if tiny else 5.0,
+    ))
+    config.student = ml_collections.ConfigDict(dict(
+        denoising_levels=(1.0, 0.75, 0.5, 0.25), shift=1.0 if tiny else 5.0,
+        # Rolling KV cache: the sink (the first latent) + the most recent frames. tiny: 1 + 4 latent frames.
+        cache_slots=5 if tiny else 24, sink_frames=1 if tiny else 3,
+        rollout_chunks=4 if tiny else 9,  # generated chunks per Self-Forcing rollout (> the teacher's window)
+        init_from="",  # Self-Forcing: the ODE-init export the generator starts from ("" = the teacher's params)
+    ))
+    config.data = ml_collections.ConfigDict(dict(
+        frames=config.teacher.frames, height=64 if tiny else 480, width=64 if tiny else 832,
+        num_clips=256 if tiny else 0,  # ODE pairs (teacher clips); Self-Forcing draws its own paths
+        seed=0, cache_dir="runs/cache", families=("forward", "pan", "orbit", "there_and_back", "random_walk",
+                                                  "keys", "keys"),
+        rollout_examples=256 if tiny else 0,  # Self-Forcing: first frames + camera paths
+    ))
+    config.dmd = ml_collections.ConfigDict(dict(
+        min_sigma=0.02, max_sigma=0.98, shift=config.student.shift,  # the score timestep (Self-Forcing)
+        # Critic updates per generator update: Self-Forcing's 5 at wan1_3b; 3 at tiny, whose CPU budget
+        # allows a few hundred steps, and whose critic starts as the teacher (so it is close from step 0).
+        critic_lr=1e-4 if tiny else 4e-7, generator_every=3 if tiny else 5,
+    ))
+    if stage == "ode_init":  # the student starts from the teacher's params (the trainer's init_from)
+        config.init_from = config.teacher.checkpoint
+    config.cond = ml_collections.ConfigDict(dict(drop_image=0.0, drop_camera=0.0))
+    config.flow = ml_collections.ConfigDict(dict(clean_first_latent=True))
+    config.optim.lr = (2e-4 if stage == "ode_init" else 5e-5) if tiny else 2e-6
+    config.optim.b1 = 0.9 if stage == "ode_init" else 0.0
+    config.optim.warmup_steps = 20
+    config.optim.weight_decay = 0.01
+    config.optim.grad_clip = 1.0 if tiny else 10.0
+    config.optim.schedule = "constant"
+    config.ema.decay = 0.99
+    config.ema.start_step = 50 if tiny else 200
+    config.precision.compute_dtype = config.model.dtype
+    config.checkpoint.every_steps = 100 if stage == "ode_init" else 25
+    config.log.every_steps = 10
+    config.sample = ml_collections.ConfigDict(dict(every_steps=0, fps=8, steps=24, shift=config.teacher.shift,
+                                                   guidance=config.teacher.guidance, count=2))
+    return config

@@ -1,0 +1,244 @@
+"""The causal student's stages: ODE pairs, the exit-level truncation, DMD on Gaussians, training steps."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from worldscape_jax.configs import student as student_config
+from worldscape_jax.diffusion import flow
+from worldscape_jax.inference.teacher import camera_rays
+from worldscape_jax.training.stages import ode_init, self_forcing, student, teacher
+from worldscape_jax.training.sharding import unbox
+
+
+def micro_config(stage: str = "self_forcing"):
+    """The tiny student's code at a size that compiles in seconds: random init, 32x32 frames."""
+    config = student_config.get_config("tiny" if stage == "self_forcing" else "tiny,ode_init")
+    config.model.update(dict(dim=32, ffn_dim=64, num_layers=1, freq_dim=16, num_heads=2))
+    config.teacher.checkpoint = ""
+    config.vae.checkpoint = ""
+    config.init_from = ""
+    config.data.height = config.data.width = 32
+    config.student.rollout_chunks = 2
+    return config
+
+
+def micro_vae(config, seed=0):
+    return (self_forcing.init_params(jax.random.key(seed), config)["vae"], self_forcing.vae_config(config))
+
+
+# --- ODE pairs -----------------------------------------------------------------------------------------
+
+def _linear_denoise(x, t_frames, cond):
+    """A velocity field with a closed-form flow: v = a * x + cond (per frame)."""
+    return 0.3 * x + cond["rays"]
+
+
+def test_ode_trajectory_keeps_the_euler_states_at_the_levels_and_is_deterministic():
+    levels = jnp.asarray([1.0, 0.8, 0.5], jnp.float32)
+    noise = jax.random.normal(jax.random.key(0), (2, 3, 2, 2, 4))
+    first = jnp.ones((2, 1, 2, 2, 4))
+    cond = {"rays": jnp.full((2, 3, 2, 2, 4), 0.1)}
+    uncond = {"rays": jnp.zeros((2, 3, 2, 2, 4))}
+    run = lambda: ode_init.ode_trajectory(_linear_denoise, noise, levels, 3, cond, uncond, 2.0, first)
+    states = run()
+    np.testing.assert_array_equal(np.asarray(states), np.asarray(run()))  # same key, same pairs
+
+    # naive reference: guided Euler steps of 1/3 of each segment in numpy, frame 0 held clean
+    x, expected = np.asarray(noise, np.float64), []
+    bounds = [1.0, 0.8, 0.5, 0.0]
+    for i in range(3):
+        x[:, :1] = 1.0
+        expected.append(x.copy())
+        grid = np.linspace(bounds[i], bounds[i + 1], 4)
+        for s, s_next in zip(grid[:-1], grid[1:]):
+            x[:, :1] = 1.0
+            v_c, v_u = 0.3 * x + 0.1, 0.3 * x
+            x = x + (s_next - s) * (v_u + 2.0 * (v_c - v_u))
+    x[:, :1] = 1.0
+    expected.append(x)
+    np.testing.assert_allclose(np.asarray(states), np.stack(expected), rtol=1e-5, atol=1e-5)
+
+
+def test_ode_pair_records_round_trip_through_array_record(tmp_path):
+    from array_record.python.array_record_module import ArrayRecordWriter
+    records = [{"states": np.random.default_rng(i).normal(size=(5, 3, 2, 2, 4)).astype(np.float32),
+                "c2w": np.eye(4, dtype=np.float32)[None].repeat(9, 0) * i} for i in range(3)]
+    path = str(tmp_path / "pairs.array_record")
+    writer = ArrayRecordWriter(path, "group_size:1")
+    for r in records:
+        writer.write(ode_init._encode(r))
+    writer.close()
+    back = ode_init.read_ode_pairs(path)
+    for r, b in zip(records, back):
+        for k in r:
+            np.testing.assert_array_equal(r[k], b[k])
+
+
+def _ode_batch(config, rng):
+    t = 3
+    h = config.data.height // config.model.vae_stride[1]
+    z = config.model.out_dim
+    k1, k2, k3 = jax.random.split(rng, 3)
+    clean = jax.random.normal(k1, (2, t, h, h, z))
+    eps = jax.random.normal(k2, (2, t, h, h, z))
+    sig = jnp.concatenate([student.denoising_sigmas(config), jnp.zeros((1,))])
+    states = jnp.stack([(1 - s) * clean + s * eps for s in sig], axis=1).at[:, :, 0].set(clean[:, :1, 0][:, None])
+    c2w = jnp.broadcast_to(jnp.eye(4), (2, config.data.frames, 4, 4)).at[:, :, 2, 3].set(
+        jnp.linspace(0, 0.5, config.data.frames))
+    return {"states": states, "cond": jax.random.normal(k3, (2, t, h, h, config.model.in_dim - z)),
+            "c2w": c2w, "intrinsics": jnp.full((2, config.data.frames, 4), 0.5)}
+
+
+def test_ode_regression_steps_lower_the_loss_on_a_fixed_batch():
+    config = micro_config("ode_init")
+    params = unbox(ode_init.init_params(jax.random.key(0), config))
+    batch = _ode_batch(config, jax.random.key(1))
+    tx = optax.adam(3e-3)
+    opt = tx.init(params)
+    loss = jax.jit(lambda p: ode_init.loss_fn(p, batch, jax.random.key(2), config)[0])
+    grad = jax.jit(jax.grad(lambda p: ode_init.loss_fn(p, batch, jax.random.key(2), config)[0]))
+    first = float(loss(params))
+    for _ in range(8):
+        updates, opt = tx.update(grad(params), opt, params)
+        params = optax.apply_updates(params, updates)
+    assert float(loss(params)) < 0.8 * first
+
+
+# --- exit-level truncation --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def chunk_setup():
+    config = micro_config()
+    params = unbox(teacher.init_params(jax.random.key(0), config))
+    h = config.data.height // config.model.vae_stride[1]
+    b, z = 1, config.model.out_dim
+    cache = student.new_cache(config, b, (h, h))
+    cond = jax.random.normal(jax.random.key(1), (b, 1, h, h, config.model.in_dim - z))
+    c2w = jnp.broadcast_to(jnp.eye(4), (b, 5, 4, 4))
+    rays = camera_rays(config, c2w, jnp.full((b, 5, 4), 0.5))[:, 1:]
+    noise = jax.random.normal(jax.random.key(2), (b, 1, h, h, z))
+    return config, params, cache, cond, rays, noise
+
+
+def test_exit_level_truncation_gives_zero_gradient_through_the_earlier_levels(chunk_setup):
+    config, params, cache, cond, rays, noise = chunk_setup
+    key = jax.random.key(3)
+
+    def out(p, x, exit_level):
+        return jnp.sum(student.denoise_chunk(p, config, x, cond, rays, cache, 1, key, exit_level) ** 2)
+
+    # the params' gradient is that of the exit forward alone, at the input the earlier levels produced
+    for level in (1, 3):
+        _check_exit_gradient(config, params, cache, cond, rays, noise, key, out, level)
+
+
+def _check_exit_gradient(config, params, cache, cond, rays, noise, key, out, level):
+    sigmas = student.denoising_sigmas(config)
+    keys = jax.random.split(key, sigmas.shape[0])
+
+    def levels_before_exit(p):  # the sampler by hand: every level differentiable
+        x = noise
+        for i in range(level):
+            x0 = student._chunk_x0(p, config, x, sigmas[i], cond, rays, cache, 1)
+            x = (1 - sigmas[i + 1]) * x0 + sigmas[i + 1] * jax.random.normal(keys[i], x.shape)
+        return x
+
+    def exit_forward(p, x):
+        return jnp.sum(student._chunk_x0(p, config, x, sigmas[level], cond, rays, cache, 1) ** 2)
+
+    x_exit = levels_before_exit(params)
+    exit_only = jax.grad(exit_forward)(params, x_exit)
+    through_all = jax.grad(lambda p: exit_forward(p, levels_before_exit(p)))(params)
+    full = jax.grad(out)(params, noise, level)
+    flat = lambda tree: np.concatenate([np.ravel(np.asarray(leaf)) for leaf in jax.tree.leaves(tree)])
+    err = np.abs(flat(full) - flat(exit_only)).max()
+    scale = np.abs(flat(exit_only)).max()
+    assert err < 1e-3 * scale, (err, scale)
+    assert np.abs(flat(through_all) - flat(exit_only)).max() > 1e-2 * scale  # the earlier levels would add some
+
+
+# --- DMD on Gaussians ------------------------------------------------------------------------------------
+
+def _gaussian_x0(x_t, sigma, mean, var):
+    """E[x0 | x_t] for x0 ~ N(mean, var), x_t = (1 - s) x0 + s eps (closed form)."""
+    a = 1.0 - sigma
+    return mean + a * var / (a * a * var + sigma * sigma) * (x_t - a * mean)
+
+
+def test_dmd_moves_generated_samples_toward_the_real_distribution():
+    real_mean, var = 2.0, 1.0
+    shift = jnp.zeros(())  # the generator: x = z + shift, z ~ N(0, 1)
+    tx = optax.sgd(0.5)
+    opt = tx.init(shift)
+    key = jax.random.key(0)
+
+    def loss(shift, key):
+        kz, ks, ke = jax.random.split(key, 3)
+        x = jax.random.normal(kz, (256, 1)) + shift
+        sigma = jax.random.uniform(ks, (256, 1), minval=0.02, maxval=0.98)
+        x_t = (1 - sigma) * jax.lax.stop_gradient(x) + sigma * jax.random.normal(ke, x.shape)
+        fake = _gaussian_x0(x_t, sigma, jax.lax.stop_gradient(shift), var)  # the critic, exact
+        return self_forcing.dmd_loss(x, _gaussian_x0(x_t, sigma, real_mean, var), fake)
+
+    for step in range(60):
+        grads = jax.grad(loss)(shift, jax.random.fold_in(key, step))
+        updates, opt = tx.update(grads, opt)
+        shift = optax.apply_updates(shift, updates)
+    assert abs(float(shift) - real_mean) < 0.3, float(shift)
+
+
+# --- the Self-Forcing stage in the trainer ----------------------------------------------------------------
+
+def _run(workdir, **fields):
+    from worldscape_jax.training.logging import read_jsonl
+    from worldscape_jax.training.loop import train
+    config = micro_config()
+    config.global_batch = 1
+    config.data.rollout_examples = 3
+    config.dmd.generator_every = 2
+    config.log.tensorboard, config.log.progress = False, False
+    config.log.every_steps, config.checkpoint.every_steps, config.checkpoint.async_save = 1, 2, False
+    config.update(fields)
+    state = train(config, str(workdir))
+    return read_jsonl(str(workdir / "metrics.jsonl")), state
+
+
+@pytest.mark.slow
+def test_self_forcing_stage_resumes_exactly_after_a_kill(tmp_path):
+    full, full_state = _run(tmp_path / "full", total_steps=4)
+    first, _ = _run(tmp_path / "killed", total_steps=4, stop_at_step=3)  # last checkpoint: step 2
+    assert [r["step"] for r in first] == [1, 2, 3]
+    resumed, resumed_state = _run(tmp_path / "killed", total_steps=4)
+    assert [r["step"] for r in resumed] == [1, 2, 3, 4]
+    for key in ("dmd_loss", "critic_loss", "param_norm"):
+        np.testing.assert_allclose([r[key] for r in resumed], [r[key] for r in full], rtol=1e-5)
+    # the generator moved only on its update steps (2 and 4), the critic on every step, the teacher never
+    p, init = full_state.params, self_forcing.init_params(jax.random.key(0), micro_config())
+    moved = lambda a, b: max(float(np.abs(np.asarray(x) - np.asarray(y)).max())
+                             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(unbox(b))))
+    assert moved(p["teacher"], init["teacher"]) == 0.0 and moved(p["vae"], init["vae"]) == 0.0
+    assert moved(p["critic"], init["critic"]) > 0 and moved(p["generator"], init["generator"]) > 0
+    for a, b in zip(jax.tree.leaves(resumed_state.params), jax.tree.leaves(full_state.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.slow
+def test_wan1_3b_self_forcing_step_compiles_on_8_virtual_devices():
+    import json
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    script = os.path.join(os.path.dirname(__file__), "student_lowering.py")
+    result = subprocess.run([sys.executable, script, "64", "128", "7"], env=env, capture_output=True, text=True,
+                            timeout=1800)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["devices"] == 8 and report["compiled"]
+    assert report["mesh"] == {"data": 1, "fsdp": 4, "tensor": 2, "context": 1}
+    for name in ("generator", "critic", "teacher"):
+        assert 1.56e9 < report["params"][name] < 1.64e9  # the Fun-Control DiT + camera encoder, each
+    assert "fsdp" in report["q_kernel_spec"] and "tensor" in report["q_kernel_spec"]

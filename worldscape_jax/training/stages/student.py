@@ -1,0 +1,206 @@
+"""The causal student's pieces shared by its two training stages (ode_init.py, self_forcing.py).
+
+The student is the teacher's WanDiT run block-causally over chunks of `frames_per_chunk` latent
+frames. Latent 0 is the given first image, clean at timestep 0 (the sink). Every chunk is
+conditioned as latent(s) 1.. of a teacher clip that starts at the *reference frame*, the newest pixel
+frame the stream already has (the last pixel frame of the previous chunk; the first image for chunk 1):
+its control and turn-warp channels and its Plücker rays are the teacher's for that clip
+(`clip_conditions`). So the camera input of chunk 10,000 is in the range of chunk 1, keys already in
+the cache never change, and the DMD teacher can be given any generated chunk's last frame as its clean
+first frame with the conditioning it was trained on (self_forcing.py).
+
+`rollout` generates a stream with the student's own KV cache (no teacher forcing): per chunk K
+few-step denoising levels (Self-Forcing's consistency sampler), optionally leaving at a given exit
+level with gradients only through that one forward, then a t = 0 refresh that writes the clean
+chunk's keys (without gradient), and a streaming VAE decode of the chunk to get the next reference frame.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from worldscape_jax.diffusion import flow
+from worldscape_jax.models import vae as vae_lib
+from worldscape_jax.models.conditioning import clip_camera_input, encode_conditions, encode_turn_warp
+from worldscape_jax.models.dit import Causal, build_dit
+from worldscape_jax.models.kv_cache import KVCache, init_kv_cache, write_slots
+from worldscape_jax.inference.teacher import camera_rays, clip_tokens, text_context, uses_turn_warp
+
+
+def denoising_sigmas(config) -> Float[Array, "k"]:
+    """The student's K noise levels: Self-Forcing's [1, .75, .5, .25] warped by `config.student.shift`."""
+    s = config.student
+    return flow.shift_sigma(jnp.asarray(s.denoising_levels, jnp.float32), float(s.shift))
+
+
+def pixels_per_chunk(config) -> int:
+    return config.model.frames_per_chunk * config.model.vae_stride[0]
+
+
+def clip_conditions(vae, config, ref_frame: Float[Array, "b 1 h w 3"], c2w: Float[Array, "b f 4 4"],
+                    intrinsics: Float[Array, "b f 4"]):
+    """The teacher's conditioning of a clip that starts at `ref_frame`: (cond [B, T, h, w, C], rays [B, T, ...]).
+
+    cond = [control | first-frame latent | turn warp] (the warp only when the DiT has it); rays are relative
+    to the clip's first camera. Pixel frames after the first are never read (the control video is black).
+    """
+    vae_params, vae_config = vae
+    frames = c2w.shape[1]
+    video = jnp.concatenate([ref_frame, jnp.zeros((ref_frame.shape[0], frames - 1, *ref_frame.shape[2:]),
+                                                   ref_frame.dtype)], axis=1)
+    cond = encode_conditions(vae_params, vae_config, video)
+    if uses_turn_warp(config):
+        cond = jnp.concatenate([cond, encode_turn_warp(vae_params, vae_config, ref_frame, c2w, intrinsics)], axis=-1)
+    return cond, camera_rays(config, c2w, intrinsics)
+
+
+def reference_latent(cond: Float[Array, "b t h w c"], vae_config) -> Float[Array, "b 1 h w z"]:
+    """The clean first-frame latent that `clip_conditions` put in channels [z, 2z) of latent 0."""
+    return cond[:, :1, ..., vae_config.z_dim:2 * vae_config.z_dim]
+
+
+def chunk_conditions(vae, config, ref_frame, c2w, intrinsics):
+    """Conditioning of one chunk: latents 1.. of the clip from `ref_frame` over c2w [B, 1 + 4c, 4, 4]."""
+    cond, rays = clip_conditions(vae, config, ref_frame, c2w, intrinsics)
+    return cond[:, 1:], rays[:, 1:]
+
+
+def chunk_windows(x: Array, num_chunks: int, step: int, length: int) -> Array:
+    """[B, F, ...] -> [N, B, length, ...]: windows starting at 0, step, 2 step, ... (static slices)."""
+    return jnp.stack([x[:, i * step:i * step + length] for i in range(num_chunks)])
+
+
+def apply_dit(params, config, x, timesteps, cond, rays, **kwargs):
+    """The DiT's velocity (and with a cache its chunk's keys and values)."""
+    b = x.shape[0]
+    return build_dit(config.model).apply({"params": params}, x, timesteps, text_context(config, b),
+                                         cond=cond, camera=rays, clip=clip_tokens(config, b), **kwargs)
+
+
+def causal_spec(config) -> Causal:
+    """Block-causal attention of the student over a whole sequence, as the cache would give it."""
+    s = config.student
+    window = s.cache_slots - s.sink_frames + 1 if s.cache_slots else None
+    return Causal(window=None if window is None else window // config.model.frames_per_chunk,
+                  sink=s.sink_frames // config.model.frames_per_chunk)
+
+
+def new_cache(config, batch: int, latent_hw: tuple[int, int]):
+    m = build_dit(config.model).cfg
+    tokens = (latent_hw[0] // m.patch_size[1]) * (latent_hw[1] // m.patch_size[2])
+    return init_kv_cache(m.num_layers, batch, config.student.cache_slots, tokens, m.num_heads, m.head_dim)
+
+
+def _chunk_x0(params, config, x, sigma, cond, rays, cache, start):
+    t = jnp.full(x.shape[:2], flow.sigma_to_timestep(sigma), jnp.float32)
+    v, _ = apply_dit(params, config, x, t, cond, rays, cache=cache, start_frame=start)
+    return flow.x0_from_velocity(x, v, jnp.broadcast_to(sigma, x.shape[:2]))
+
+
+def denoise_chunk(params, config, noise, cond, rays, cache, start, rng, exit_level):
+    """x0 of one chunk after the few-step sampler leaves at level `exit_level` (a traced int).
+
+    Levels before the exit run on stop-gradient params; only the exit forward carries gradients.
+    """
+    sigmas = denoising_sigmas(config)
+    frozen = jax.lax.stop_gradient(params)
+    keys = jax.random.split(rng, sigmas.shape[0])
+
+    def level(i, x):
+        x0 = _chunk_x0(frozen, config, x, sigmas[i], cond, rays, cache, start)
+        eps = jax.random.normal(keys[i], x.shape, x.dtype)
+        return (1.0 - sigmas[i + 1]) * x0 + sigmas[i + 1] * eps
+
+    x_exit = jax.lax.stop_gradient(jax.lax.fori_loop(0, exit_level, level, noise))
+    return _chunk_x0(params, config, x_exit, sigmas[exit_level], cond, rays, cache, start)
+
+
+def insert_rolling(cache: KVCache, k, v, first_frame, sink_frames: int) -> KVCache:
+    """Insert a chunk's frames (k, v [L, B, F, T, H, Dh]) keeping the sink and the most recent frames.
+
+    The rolling policy of the stream-floor's contract (a sink + a ring); to be replaced by its
+    `RollingPolicy` once that is in main."""
+    num_frames, slots = k.shape[2], cache.slots
+    frames = jnp.asarray(first_frame, jnp.int32) + jnp.arange(num_frames, dtype=jnp.int32)
+    slot_ids = jnp.where(frames < sink_frames, frames, sink_frames + (frames - sink_frames) % (slots - sink_frames))
+    return write_slots(cache, slot_ids, k, v, jnp.broadcast_to(frames, (k.shape[1], num_frames)))
+
+
+def refresh(params, config, x0, cond, rays, cache, start):
+    """Write the clean chunk's keys and values (t = 0) into the rolling cache, without gradient."""
+    x0 = jax.lax.stop_gradient(x0)
+    _, (k, v) = apply_dit(jax.lax.stop_gradient(params), config, x0, jnp.zeros(x0.shape[:2]), cond, rays,
+                          cache=cache, start_frame=start)
+    return insert_rolling(cache, k, v, start, config.student.sink_frames)
+
+
+def decode_chunk(vae, decode_cache, latents):
+    """Stream-decode a chunk's latents [B, c, h, w, z]: (its last pixel frame [B, 1, H, W, 3], new cache)."""
+    vae_params, vae_config = vae
+    for i in range(latents.shape[1]):
+        frames, _, decode_cache = vae_lib.decode_step(vae_params, decode_cache, latents[:, i:i + 1], vae_config)
+    return frames[:, -1:], decode_cache
+
+
+def rollout(params, config, vae, first_frame, c2w, intrinsics, rng, exit_level=None):
+    """Autoregressive generation over the student's own cache.
+
+    first_frame [B, 1, H, W, 3] in [-1, 1]; c2w [B, 1 + 4 c N, 4, 4] for N chunks of c latent frames.
+    exit_level: None runs every level (inference); an int array leaves there (training).
+    Returns (latents [B, 1 + c N, h, w, z] with latent 0 the first image's,
+             ref_frames [N, B, 1, H, W, 3]: the reference frame each chunk was conditioned on).
+    """
+    vae_params, vae_config = vae
+    c, p = config.model.frames_per_chunk, pixels_per_chunk(config)
+    b, frames = c2w.shape[:2]
+    if (frames - 1) % p:
+        raise ValueError(f"student rollout: c2w has {frames} frames; expected 1 + {p} * chunks")
+    num_chunks = (frames - 1) // p
+    k = denoising_sigmas(config).shape[0]
+    exit_level = jnp.asarray(k - 1 if exit_level is None else exit_level, jnp.int32)
+    sg_vae = (jax.lax.stop_gradient(vae_params), vae_config)
+
+    cond0, rays0 = clip_conditions(sg_vae, config, first_frame, c2w[:, :1 + p], intrinsics[:, :1 + p])
+    latent0 = reference_latent(cond0, vae_config)
+    cache = refresh(params, config, latent0, cond0[:, :1], rays0[:, :1], new_cache(config, b, latent0.shape[2:4]), 0)
+    _, decode_cache = decode_chunk(sg_vae, vae_lib.init_decode_cache(vae_config, b, latent0.shape[2:4]), latent0)
+
+    def one_chunk(carry, inputs):
+        cache, decode_cache, ref_frame = carry
+        index, chunk_c2w, chunk_intrinsics, key = inputs
+        start = 1 + c * index
+        cond, rays = chunk_conditions(sg_vae, config, ref_frame, chunk_c2w, chunk_intrinsics)
+        cond, rays = jax.lax.stop_gradient((cond, rays))
+        noise_key, level_key = jax.random.split(key)
+        noise = jax.random.normal(noise_key, (b, c, *latent0.shape[2:]), latent0.dtype)
+        x0 = denoise_chunk(params, config, noise, cond, rays, cache, start, level_key, exit_level)
+        cache = refresh(params, config, x0, cond, rays, cache, start)
+        last, decode_cache = decode_chunk(sg_vae, decode_cache, jax.lax.stop_gradient(x0))
+        return (cache, decode_cache, last), (x0, ref_frame)
+
+    inputs = (jnp.arange(num_chunks), chunk_windows(c2w, num_chunks, p, 1 + p),
+              chunk_windows(intrinsics, num_chunks, p, 1 + p), jax.random.split(rng, num_chunks))
+    _, (chunks, ref_frames) = jax.lax.scan(one_chunk, (cache, decode_cache, first_frame), inputs)
+    chunks = jnp.moveaxis(chunks, 0, 1).reshape(b, num_chunks * c, *latent0.shape[2:])
+    return jnp.concatenate([latent0, chunks], axis=1), ref_frames
+
+
+def sequence_rays(config, c2w, intrinsics):
+    """The student's rays for a whole sequence [B, 1 + c N, ...]: latent 0 its own, each chunk relative to
+    the pixel frame before it (what `rollout` feeds chunk by chunk)."""
+    d, m = config.data, config.model
+    return clip_camera_input(c2w, intrinsics, d.height, d.width, m.vae_stride[0], m.frames_per_chunk,
+                             with_ray_turn=m.camera.get("ray_turn", False))
+
+
+def generate(params, config, vae, first_frames, c2w, intrinsics, rng):
+    """Videos in [-1, 1] [B, F, H, W, 3] of any 1 + 4 c N frames: the student's block-causal rollout over its
+    own cache (every denoising level), decoded. The stream-floor's `streaming.step` is the streaming form."""
+    latents, _ = rollout(params, config, vae, first_frames, c2w, intrinsics, rng)
+    return vae_lib.decode(vae[0], latents, vae[1])
+
+
+def is_student(config) -> bool:
+    return config.stage in ("ode_init", "self_forcing")
