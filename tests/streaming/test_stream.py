@@ -1,10 +1,12 @@
 """The streaming floor on a tiny random-init student: what it caches is what the block-causal model
 computes over the same frames, it compiles once, the rolling cache keeps the sink, bad input is named."""
 
+import dataclasses
 import functools
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
@@ -17,9 +19,13 @@ from worldscape_jax.models.kv_cache import init_kv_cache
 from worldscape_jax.models.vae_config import get_vae_config
 from worldscape_jax.streaming import RollingPolicy, StreamConfig, StreamSpec, cache_roles, init_stream, step
 from worldscape_jax.streaming.policy import EMPTY, LOCAL, SINK
+from worldscape_jax.training.stages import student
 
 SIZE = 32  # pixels: 8 x 8 latents, 4 x 4 tokens per frame
 STEPS = ["wq", "d", "er"]
+TURN_WARP_CONFIG = ml_collections.ConfigDict({  # what training/stages/student.py reads of a student config
+    "model": {"camera": {"turn_warp": True, "ray_turn": False}, "vae_stride": [4, 4, 4]},
+    "data": {"height": SIZE, "width": SIZE}})
 
 
 def dit_config(arg="tiny,control,camera") -> DiTConfig:
@@ -29,14 +35,15 @@ def dit_config(arg="tiny,control,camera") -> DiTConfig:
 
 
 @functools.lru_cache(maxsize=None)
-def fixture(cache_frames: int):
-    dit_cfg, vae_cfg = dit_config(), get_vae_config("tiny")
+def fixture(cache_frames: int, arg: str = "tiny,control,camera"):
+    dit_cfg, vae_cfg = dit_config(arg), get_vae_config("tiny")
     spec = StreamSpec.create(dit_cfg, vae_cfg, StreamConfig(cache_frames=cache_frames), SIZE, SIZE)
     model = WanDiT(dit_cfg)
     x = jnp.zeros((1, 1, SIZE // 4, SIZE // 4, dit_cfg.out_dim))
     camera = jnp.zeros((1, 1, SIZE, SIZE, 24))
     dit_params = model.init(jax.random.key(0), x, jnp.zeros((1, 1)), jnp.zeros((1, 8, 32)),
-                            cond=jnp.zeros((1, 1, SIZE // 4, SIZE // 4, 32)), camera=camera)["params"]
+                            cond=jnp.zeros((1, 1, SIZE // 4, SIZE // 4, dit_cfg.in_dim - dit_cfg.out_dim)),
+                            camera=camera)["params"]
     # The camera encoder's output starts at zero: perturb every weight so the camera path matters.
     dit_params = jax.tree.map(lambda p: p + 0.05 * jax.random.normal(jax.random.key(1), p.shape), dit_params)
     params = {"dit": dit_params, "vae": vae_lib.init_params(vae_cfg, 0)}
@@ -81,6 +88,35 @@ def test_cached_keys_equal_the_block_causal_model_over_the_streams_own_frames():
     np.testing.assert_allclose(np.asarray(cache.v[:, :, order]), np.asarray(v), atol=2e-5, rtol=1e-5)
 
 
+def test_a_turn_warp_student_is_conditioned_on_clips_from_the_newest_frame_as_in_training():
+    """The same teacher-forced check for a student with the turn warp: latent 0 is conditioned as the first
+    frame of a clip from the given image, chunk j as latent 1 of a clip from the last pixel frame of
+    chunk j - 1 (what training/stages/student.py's rollout feeds), over the camera path of the keys."""
+    spec, params, first = fixture(cache_frames=5, arg="tiny,control,camera,turn_warp")
+    state = init_stream(params, spec, first, INTRINSICS, jax.random.key(3), start_c2w=jnp.asarray(START[None]))
+    latents, references = [state.chunk_latents], [first]
+    for keys in STEPS:
+        state, frames = step(params, state, held(keys))
+        latents.append(state.chunk_latents)
+        references.append(frames[:, -1:])
+    c2w = jnp.asarray(actions_to_c2w(",".join(STEPS), start_c2w=START)[None])
+    intrinsics = jnp.broadcast_to(INTRINSICS, (1, 5, 4))
+    still = jnp.broadcast_to(c2w[:, :1], (1, 5, 4, 4))
+    conds = [student.clip_conditions((params["vae"], spec.vae), TURN_WARP_CONFIG, first, still, intrinsics)[0][:, :1]]
+    conds += [student.chunk_conditions((params["vae"], spec.vae), TURN_WARP_CONFIG, references[j], c2w[:, 4 * j:4 * j + 5],
+                                       intrinsics)[0] for j in range(len(STEPS))]
+    camera = clip_camera_input(c2w, jnp.broadcast_to(INTRINSICS, (1, c2w.shape[1], 4)), SIZE, SIZE, 4, 1)
+    empty = init_kv_cache(2, 1, 1, 16, spec.dit.num_heads, spec.dit.head_dim)
+    _, (k, _) = WanDiT(spec.dit).apply({"params": params["dit"]}, jnp.concatenate(latents, axis=1), jnp.zeros((1, 4)),
+                                       state.text, cond=jnp.concatenate(conds, axis=1), camera=camera, cache=empty,
+                                       causal=Causal())
+    cache = state.policy_state
+    used = np.flatnonzero(np.asarray(cache.valid[0]))
+    order = used[np.argsort(np.asarray(cache.frame_index[0])[used])]
+    np.testing.assert_allclose(np.asarray(cache.k[:, :, order]), np.asarray(k), atol=2e-5, rtol=1e-5)
+    np.testing.assert_array_equal(np.asarray(state.reference_frame), np.asarray(references[-1]))
+
+
 def test_stream_compiles_once_and_the_rolling_cache_keeps_the_sink():
     spec, params, first = fixture(cache_frames=3)
     jitted = jax.jit(step)
@@ -111,8 +147,9 @@ def test_control_latents_of_black_frames_become_exact_constants():
 
 def test_bad_streams_are_refused_with_named_fields():
     spec, params, first = fixture(cache_frames=3)
-    with pytest.raises(ValueError, match="turn-warp"):
-        StreamSpec.create(dit_config("tiny,control,camera,turn_warp"), get_vae_config("tiny"), StreamConfig(), SIZE, SIZE)
+    turn_warp_without_its_channels = dataclasses.replace(dit_config("tiny,control,camera,turn_warp"), in_dim=48)
+    with pytest.raises(ValueError, match=r"camera_turn_warp=True allows \(64,\)"):
+        StreamSpec.create(turn_warp_without_its_channels, get_vae_config("tiny"), StreamConfig(), SIZE, SIZE)
     with pytest.raises(ValueError, match="first_frame"):
         init_stream(params, spec, first[:, :, :16], INTRINSICS, jax.random.key(0))
     with pytest.raises(ValueError, match="intrinsics"):

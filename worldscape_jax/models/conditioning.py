@@ -55,6 +55,20 @@ def encode_turn_warp(vae_params, vae_config: VAEConfig, first_frame: Float[Array
     return vae_lib.encode(vae_params, turn_warp(first_frame[:, 0], c2w, intrinsics), vae_config)
 
 
+def reference_clip_conditions(vae_params, vae_config: VAEConfig, ref_frame: Float[Array, "b 1 h w 3"],
+                              c2w: Float[Array, "b f 4 4"], intrinsics: Float[Array, "b f 4"],
+                              with_turn_warp: bool) -> Float[Array, "b t h2 w2 c"]:
+    """The teacher's conditioning channels of a clip that starts at `ref_frame` and follows c2w [B, 1 + 4k]:
+    [control | first-frame latent] and, `with_turn_warp`, the warp. Only the first pixel frame is known
+    (the control video after it is zeros), so a causal student conditions each chunk on latents 1.. of
+    the clip from the newest frame it has (training/stages/student.py, streaming/stream.py)."""
+    zeros = jnp.zeros((ref_frame.shape[0], c2w.shape[1] - 1, *ref_frame.shape[2:]), ref_frame.dtype)
+    cond = encode_conditions(vae_params, vae_config, jnp.concatenate([ref_frame, zeros], axis=1))
+    if with_turn_warp:
+        cond = jnp.concatenate([cond, encode_turn_warp(vae_params, vae_config, ref_frame, c2w, intrinsics)], axis=-1)
+    return cond
+
+
 def first_frame_latent(cond: Float[Array, "b t h w c2"], vae_config: VAEConfig) -> Float[Array, "b 1 h w z"]:
     """The first-frame latent that `encode_conditions` put in its last z_dim channels of latent frame 0."""
     return cond[:, :1, ..., vae_config.z_dim:]

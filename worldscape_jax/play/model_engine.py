@@ -134,13 +134,36 @@ def load_model_engine(model: str, seed: int = 0, memory: str = "maco") -> ModelE
     if model == "random":
         return random_engine(seed, memory=memory)
     params, config = load_exported(model)
-    if "stream" not in config:
-        raise ExportError(resolve_asset(model), f"is a {config.get('stage')!r} model without a 'stream' config "
-                          "section; play streams a student export (configs/student.py), or use --model=random "
+    if "stream" not in config and "student" not in config:
+        raise ExportError(resolve_asset(model), f"is a {config.get('stage')!r} model without a 'stream' or 'student' "
+                          "config section; play streams a student export (configs/student.py), or use --model=random "
                           "(the student's architecture at random init) or --engine=synthworld")
     vae_params, vae_config = load_vae(config.vae.checkpoint, config.vae.preset)
-    dit_config, stream_config = DiTConfig.from_config(config.model), streaming.StreamConfig.from_config(config.stream)
-    policy = cache_policy(memory, stream_config, dit_config.frames_per_chunk, config.get("maco"))
+    dit_config = DiTConfig.from_config(config.model)
+    stream_config = (streaming.StreamConfig.from_config(config.stream) if "stream" in config
+                     else stream_config_of_student(config.student))
+    maco_section = config.get("maco") or trained_span_maco(stream_config, dit_config.frames_per_chunk)
+    policy = cache_policy(memory, stream_config, dit_config.frames_per_chunk, maco_section)
     spec = streaming.StreamSpec.create(dit_config, vae_config, stream_config, height=config.data.height,
                                        width=config.data.width, policy=policy)
     return ModelEngine({"dit": params, "vae": vae_params}, spec, seed, model)
+
+
+def stream_config_of_student(section) -> streaming.StreamConfig:
+    """The stream a student was trained for, from its config's `student` section (training/stages/student.py):
+    its denoising levels (sigmas before the shift) as timesteps, its shift, its cache of `cache_slots`
+    latent frames with `sink_frames` sink."""
+    return streaming.StreamConfig(denoising_steps=tuple(1000.0 * float(s) for s in section.denoising_levels),
+                                  shift=float(section.shift), cache_frames=int(section.cache_slots),
+                                  sink_frames=int(section.sink_frames))
+
+
+def trained_span_maco(stream_config: streaming.StreamConfig, frames_per_chunk: int, select: int = 2,
+                      budget: int = 4) -> dict:
+    """A MACO (sizes in chunks) of the trained attention span: sink + `select` memory + local window = the
+    cache the student was trained with, so every key sits at an offset it has seen ("fixed" placement)."""
+    local = (stream_config.cache_frames - stream_config.sink_frames) // frames_per_chunk - select
+    if local < 1:
+        raise ValueError(f"MACO: a cache of {stream_config.cache_frames} frames leaves no local window beside "
+                         f"{stream_config.sink_frames} sink and {select} selected memory frames")
+    return {"local": local, "budget": budget, "select": select}
