@@ -1,6 +1,6 @@
 """Generate camera-controlled video with the tiny teacher on held-out SynthWorld scenes, and score it.
 
-  python launch/generate.py                                           # the demo: one scene, path "w,q"
+  python launch/generate.py                                           # one scene, path "w,q" (offline; not the main job)
   python launch/generate.py --scenes=8 --actions=mixed --out=runs/eval  # the teacher's held-out evaluation
   python launch/generate.py --scenes=8 --actions=pan --vae_ceiling      # the same metrics on VAE round trips
 
