@@ -55,16 +55,21 @@ def encode_turn_warp(vae_params, vae_config: VAEConfig, first_frame: Float[Array
     return vae_lib.encode(vae_params, turn_warp(first_frame[:, 0], c2w, intrinsics), vae_config)
 
 
-def reference_clip_conditions(vae_params, vae_config: VAEConfig, ref_frame: Float[Array, "b 1 h w 3"],
-                              c2w: Float[Array, "b f 4 4"], intrinsics: Float[Array, "b f 4"],
-                              with_turn_warp: bool) -> Float[Array, "b t h2 w2 c"]:
-    """The teacher's conditioning channels of a clip that starts at `ref_frame` and follows c2w [B, 1 + 4k]:
-    [control | first-frame latent] and, `with_turn_warp`, the warp. Only the first pixel frame is known
-    (the control video after it is zeros), so a causal student conditions each chunk on latents 1.. of
-    the clip from the newest frame it has (training/stages/student.py, streaming/stream.py)."""
-    zeros = jnp.zeros((ref_frame.shape[0], c2w.shape[1] - 1, *ref_frame.shape[2:]), ref_frame.dtype)
-    cond = encode_conditions(vae_params, vae_config, jnp.concatenate([ref_frame, zeros], axis=1))
-    if with_turn_warp:
+def reference_conditions(vae_params, vae_config: VAEConfig, ref_frame: Float[Array, "b 1 h w 3"],
+                         c2w: Float[Array, "b f 4 4"], intrinsics: Float[Array, "b f 4"], *,
+                         turn_warp: bool) -> Float[Array, "b t h2 w2 c"]:
+    """The conditioning channels of a clip that starts at `ref_frame` and follows `c2w`, as the teacher
+    was trained on them: [control | first-frame latent] (navigation: the control video is the first
+    frame then black) and, with `turn_warp`, the first frame warped through each frame's turn.
+
+    The causal student conditions every chunk as latent 1.. of such a clip whose first frame is the
+    newest pixel frame the stream has (training/stages/student.py and streaming/stream.py both call this).
+    """
+    frames = c2w.shape[1]
+    video = jnp.concatenate([ref_frame, jnp.zeros((ref_frame.shape[0], frames - 1, *ref_frame.shape[2:]),
+                                                   ref_frame.dtype)], axis=1)
+    cond = encode_conditions(vae_params, vae_config, video)
+    if turn_warp:
         cond = jnp.concatenate([cond, encode_turn_warp(vae_params, vae_config, ref_frame, c2w, intrinsics)], axis=-1)
     return cond
 

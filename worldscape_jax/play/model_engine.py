@@ -27,7 +27,7 @@ from worldscape_jax.models.dit import DiTConfig, build_dit
 from worldscape_jax.play.engines import MemoryView, check_actions
 from worldscape_jax.play.memory_view import FramePoses, memory_view, slots_memory_view
 from worldscape_jax.play.scene_start import SceneStart
-from worldscape_jax.streaming.config import get_config as stream_config_of
+from worldscape_jax.streaming.config import from_student, get_config as stream_config_of
 from worldscape_jax.streaming.maco import MacoConfig, MacoPolicy
 
 STUDENT_DIT = "tiny,control,camera"     # the tiny student's DiT without an export (random init)
@@ -128,20 +128,18 @@ def init_dit_params(spec: streaming.StreamSpec, seed: int) -> dict:
 def load_model_engine(model: str, seed: int = 0, memory: str = "maco") -> ModelEngine:
     """An engine from a student export (path or asset:NAME), or 'random' (see the module docstring).
 
-    memory: 'maco' (the paper's cache, configured by the export's maco section when it has one) or
-    'rolling' (the sink and the most recent frames).
+    memory: 'maco' (the paper's cache, configured by the export's maco section when it has one, else
+    `trained_span_maco`) or 'rolling' (the sink and the most recent frames).
     """
     if model == "random":
         return random_engine(seed, memory=memory)
     params, config = load_exported(model)
     if "stream" not in config and "student" not in config:
-        raise ExportError(resolve_asset(model), f"is a {config.get('stage')!r} model without a 'stream' or 'student' "
-                          "config section; play streams a student export (configs/student.py), or use --model=random "
+        raise ExportError(resolve_asset(model), f"is a {config.get('stage')!r} model, not a causal student; play "
+                          "streams a student export (configs/student.py), or use --model=random "
                           "(the student's architecture at random init) or --engine=synthworld")
     vae_params, vae_config = load_vae(config.vae.checkpoint, config.vae.preset)
-    dit_config = DiTConfig.from_config(config.model)
-    stream_config = (streaming.StreamConfig.from_config(config.stream) if "stream" in config
-                     else stream_config_of_student(config.student))
+    dit_config, stream_config = DiTConfig.from_config(config.model), from_student(config)
     maco_section = config.get("maco") or trained_span_maco(stream_config, dit_config.frames_per_chunk)
     policy = cache_policy(memory, stream_config, dit_config.frames_per_chunk, maco_section)
     spec = streaming.StreamSpec.create(dit_config, vae_config, stream_config, height=config.data.height,
@@ -149,19 +147,12 @@ def load_model_engine(model: str, seed: int = 0, memory: str = "maco") -> ModelE
     return ModelEngine({"dit": params, "vae": vae_params}, spec, seed, model)
 
 
-def stream_config_of_student(section) -> streaming.StreamConfig:
-    """The stream a student was trained for, from its config's `student` section (training/stages/student.py):
-    its denoising levels (sigmas before the shift) as timesteps, its shift, its cache of `cache_slots`
-    latent frames with `sink_frames` sink."""
-    return streaming.StreamConfig(denoising_steps=tuple(1000.0 * float(s) for s in section.denoising_levels),
-                                  shift=float(section.shift), cache_frames=int(section.cache_slots),
-                                  sink_frames=int(section.sink_frames))
-
-
 def trained_span_maco(stream_config: streaming.StreamConfig, frames_per_chunk: int, select: int = 2,
                       budget: int = 4) -> dict:
-    """A MACO (sizes in chunks) of the trained attention span: sink + `select` memory + local window = the
-    cache the student was trained with, so every key sits at an offset it has seen ("fixed" placement)."""
+    """A MACO (sizes in chunks) of the trained attention span, for an export without a maco section: sink +
+    `select` memory + local window = the cache the student was trained with, so with MACO's "fixed"
+    placement every key sits at an offset the student has seen (MacoConfig's defaults, 1 + 2 + 6
+    chunks, would reach past the tiny student's 5)."""
     local = (stream_config.cache_frames - stream_config.sink_frames) // frames_per_chunk - select
     if local < 1:
         raise ValueError(f"MACO: a cache of {stream_config.cache_frames} frames leaves no local window beside "

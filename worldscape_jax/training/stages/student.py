@@ -23,7 +23,7 @@ from jaxtyping import Array, Float
 
 from worldscape_jax.diffusion import flow
 from worldscape_jax.models import vae as vae_lib
-from worldscape_jax.models.conditioning import clip_camera_input, reference_clip_conditions
+from worldscape_jax.models.conditioning import clip_camera_input, reference_conditions
 from worldscape_jax.models.dit import Causal, build_dit
 from worldscape_jax.models.kv_cache import KVCache, init_kv_cache, write_slots
 from worldscape_jax.inference.teacher import camera_rays, clip_tokens, text_context, uses_turn_warp
@@ -46,7 +46,8 @@ def clip_conditions(vae, config, ref_frame: Float[Array, "b 1 h w 3"], c2w: Floa
     cond = [control | first-frame latent | turn warp] (the warp only when the DiT has it); rays are relative
     to the clip's first camera. Pixel frames after the first are never read (the control video is black).
     """
-    cond = reference_clip_conditions(*vae, ref_frame, c2w, intrinsics, uses_turn_warp(config))
+    vae_params, vae_config = vae
+    cond = reference_conditions(vae_params, vae_config, ref_frame, c2w, intrinsics, turn_warp=uses_turn_warp(config))
     return cond, camera_rays(config, c2w, intrinsics)
 
 
