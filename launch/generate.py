@@ -1,6 +1,6 @@
 """Generate camera-controlled video with the tiny teacher on held-out SynthWorld scenes, and score it.
 
-  python launch/generate.py                                           # the demo: one scene, path "w,q"
+  python launch/generate.py                                           # one scene, path "w,q" (offline; not the main job)
   python launch/generate.py --scenes=8 --actions=mixed --out=runs/eval  # the teacher's held-out evaluation
   python launch/generate.py --scenes=8 --actions=pan --vae_ceiling      # the same metrics on VAE round trips
 
@@ -60,18 +60,11 @@ def _check_actions(actions: str) -> bool:
     return True
 
 
-def side_by_side(generated: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """[N, F, H, W, 3] pairs -> frames [F, N*H, 2*W + 2, 3]: generated left, ground truth right."""
-    gap = np.full(generated.shape[:3] + (2, 3), 255, np.uint8)
-    rows = np.concatenate([generated, gap, truth], axis=3)
-    return np.concatenate(list(rows), axis=1)
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)
-    from worldscape_jax.eval.report import write_report
+    from worldscape_jax.eval.report import side_by_side, write_report
     from worldscape_jax.eval.video_eval import evaluate_clip, summarise
     from worldscape_jax.inference.heldout import heldout_clips
     from worldscape_jax.inference.loading import load_exported, load_vae

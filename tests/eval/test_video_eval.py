@@ -55,9 +55,10 @@ def _reject_non_json(constant):
     raise AssertionError(f"metrics.json holds {constant}, which strict JSON readers reject")
 
 
-def test_json_ready_turns_nan_into_null_and_drops_arrays():
-    ready = report.json_ready({"a": [np.float32(np.nan), 1.5], "b": np.zeros(3), "c": {"d": float("nan")}})
-    assert ready == {"a": [None, 1.5], "c": {"d": None}}
+def test_json_ready_turns_nan_and_infinities_into_null_and_drops_arrays():
+    ready = report.json_ready({"a": [np.float32(np.nan), 1.5, np.float64(np.inf)], "b": np.zeros(3),
+                               "c": {"d": float("nan"), "e": -float("inf")}})
+    assert ready == {"a": [None, 1.5, None], "c": {"d": None, "e": None}}
 
 
 def test_a_still_frame_leaves_the_clip_psnr_finite():

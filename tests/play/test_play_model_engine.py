@@ -108,3 +108,22 @@ def _png(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def test_the_committed_student_streams_as_it_was_trained():
+    """asset:student_tiny has no `stream` or `maco` section: its stream has the noise levels its training
+    rollout visits (training/stages/student.py) and its cache, and MACO's context (sink + selected memory +
+    local window) is the cache it was trained with."""
+    from worldscape_jax.inference.loading import load_exported
+    from worldscape_jax.play.model_engine import load_model_engine
+    from worldscape_jax.training.stages import student
+
+    _, config = load_exported("asset:student_tiny")
+    engine = load_model_engine("asset:student_tiny")
+    spec = engine.spec
+    np.testing.assert_allclose(spec.stream.sigmas(), np.asarray(student.denoising_sigmas(config)), rtol=1e-6)
+    assert spec.dit.camera_turn_warp and spec.stream.cache_frames == config.student.cache_slots
+    maco = spec.policy.config
+    assert 1 + maco.select + maco.local == config.student.cache_slots and maco.select == 2
+    rolling = load_model_engine("asset:student_tiny", memory="rolling").spec
+    assert rolling.policy.slots == config.student.cache_slots

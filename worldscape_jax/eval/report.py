@@ -23,6 +23,13 @@ def paired_contact_sheet(generated: np.ndarray, reference: np.ndarray, max_colum
     return contact_sheet(rows, max_columns=max_columns)
 
 
+def side_by_side(generated: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """[N, F, H, W, 3] pairs -> frames [F, N*H, 2*W + 2, 3]: generated left, ground truth right."""
+    gap = np.full(generated.shape[:3] + (2, 3), 255, np.uint8)
+    rows = np.concatenate([generated, gap, truth], axis=3)
+    return np.concatenate(list(rows), axis=1)
+
+
 def top_down_paths(paths: dict[str, np.ndarray], size: int = 256, margin: int = 16) -> np.ndarray:
     """Camera centres seen from above (x right, z up the image) for each named c2w [F, 4, 4] path."""
     centres = {name: np.asarray(c2w)[:, :3, 3][:, [0, 2]] for name, c2w in paths.items()}
@@ -67,14 +74,15 @@ def markdown_report(summary: dict, clips: list[dict], images: dict[str, str]) ->
 
 
 def json_ready(value):
-    """Drops numpy arrays (plot data), turns numpy scalars into floats and NaN into null, recursively."""
+    """Drops numpy arrays (plot data), turns numpy scalars into floats and NaN and infinities into null (strict
+    JSON has neither; an infinite PSNR is a frame equal to its reference, as a stream's given first frame)."""
     if isinstance(value, dict):
         return {key: json_ready(item) for key, item in value.items() if not isinstance(item, np.ndarray)}
     if isinstance(value, list):
         return [json_ready(item) for item in value]
     if isinstance(value, np.generic):
         value = value.item()
-    if isinstance(value, float) and np.isnan(value):
+    if isinstance(value, float) and not np.isfinite(value):
         return None
     return value
 

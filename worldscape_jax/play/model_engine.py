@@ -128,8 +128,8 @@ def init_dit_params(spec: streaming.StreamSpec, seed: int) -> dict:
 def load_model_engine(model: str, seed: int = 0, memory: str = "maco") -> ModelEngine:
     """An engine from a student export (path or asset:NAME), or 'random' (see the module docstring).
 
-    memory: 'maco' (the paper's cache, configured by the export's maco section when it has one) or
-    'rolling' (the sink and the most recent frames).
+    memory: 'maco' (the paper's cache, configured by the export's maco section when it has one, else
+    `trained_span_maco`) or 'rolling' (the sink and the most recent frames).
     """
     if model == "random":
         return random_engine(seed, memory=memory)
@@ -140,7 +140,21 @@ def load_model_engine(model: str, seed: int = 0, memory: str = "maco") -> ModelE
                           "(the student's architecture at random init) or --engine=synthworld")
     vae_params, vae_config = load_vae(config.vae.checkpoint, config.vae.preset)
     dit_config, stream_config = DiTConfig.from_config(config.model), from_student(config)
-    policy = cache_policy(memory, stream_config, dit_config.frames_per_chunk, config.get("maco"))
+    maco_section = config.get("maco") or trained_span_maco(stream_config, dit_config.frames_per_chunk)
+    policy = cache_policy(memory, stream_config, dit_config.frames_per_chunk, maco_section)
     spec = streaming.StreamSpec.create(dit_config, vae_config, stream_config, height=config.data.height,
                                        width=config.data.width, policy=policy)
     return ModelEngine({"dit": params, "vae": vae_params}, spec, seed, model)
+
+
+def trained_span_maco(stream_config: streaming.StreamConfig, frames_per_chunk: int, select: int = 2,
+                      budget: int = 4) -> dict:
+    """A MACO (sizes in chunks) of the trained attention span, for an export without a maco section: sink +
+    `select` memory + local window = the cache the student was trained with, so with MACO's "fixed"
+    placement every key sits at an offset the student has seen (MacoConfig's defaults, 1 + 2 + 6
+    chunks, would reach past the tiny student's 5)."""
+    local = (stream_config.cache_frames - stream_config.sink_frames) // frames_per_chunk - select
+    if local < 1:
+        raise ValueError(f"MACO: a cache of {stream_config.cache_frames} frames leaves no local window beside "
+                         f"{stream_config.sink_frames} sink and {select} selected memory frames")
+    return {"local": local, "budget": budget, "select": select}
