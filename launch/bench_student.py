@@ -21,8 +21,8 @@ from absl import app, flags
 _STUDENT = flags.DEFINE_string("student", "asset:student_tiny", "Exported student or asset:NAME.")
 _TEACHER = flags.DEFINE_string("teacher", "asset:teacher_tiny", "Exported teacher or asset:NAME.")
 _SCENES = flags.DEFINE_integer("scenes", 8, "Held-out scenes per path.")
-_PATHS = flags.DEFINE_list("paths", ["w,w", "a,a", "s,s", "d,d", "q,q", "e,e", "r,r", "f,f", "mixed"],
-                           "Paths: key strings of 2 steps (9 frames) or 'mixed' (the held-out families).")
+_PATHS = flags.DEFINE_list("paths", ["w*2", "a*2", "s*2", "d*2", "q*2", "e*2", "r*2", "f*2", "mixed"],
+                           "Paths: a key held for 2 steps (w*2: 9 frames) or 'mixed' (the held-out families).")
 _OUT = flags.DEFINE_string("out", "", "Optional JSON file for the figures.")
 
 

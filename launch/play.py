@@ -54,9 +54,11 @@ def main(argv):
     metrics = play_script(engine, _KEYS.value, scene, _OUT.value)
     latency = metrics["chunk_latency"]
     print(f"play: {metrics['frames']} frames in {metrics['chunks']} chunks -> {_OUT.value}/ "
-          f"(stream.mp4, contact_sheet.png, camera_map.png, metrics.json); "
-          f"{metrics['frames_per_second']:.1f} frames/s, chunk latency mean {latency['mean_ms']:.0f} ms "
-          f"p95 {latency['p95_ms']:.0f} ms (first chunk, with compilation: {metrics['first_chunk_ms']:.0f} ms)")
+          f"(stream.mp4, contact_sheet.png, camera_map.png, metrics.json); first chunk, with compilation: "
+          f"{metrics['first_chunk_ms']:.0f} ms")
+    if metrics["frames_per_second"] is not None:
+        print(f"play: after it {metrics['frames_per_second']:.1f} frames/s, chunk latency mean "
+              f"{latency['mean_ms']:.0f} ms, p95 {latency['p95_ms']:.0f} ms")
 
 
 if __name__ == "__main__":

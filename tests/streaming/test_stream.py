@@ -11,7 +11,7 @@ import pytest
 from worldscape_jax.configs import dit as dit_configs
 from worldscape_jax.geometry.actions import HELD_KEY_ORDER, actions_to_c2w
 from worldscape_jax.models import vae as vae_lib
-from worldscape_jax.models.conditioning import clip_camera_input, encode_conditions
+from worldscape_jax.models.conditioning import clip_camera_input, encode_conditions, encode_turn_warp
 from worldscape_jax.models.dit import Causal, DiTConfig, WanDiT
 from worldscape_jax.models.kv_cache import init_kv_cache
 from worldscape_jax.models.vae_config import get_vae_config
@@ -29,14 +29,14 @@ def dit_config(arg="tiny,control,camera") -> DiTConfig:
 
 
 @functools.lru_cache(maxsize=None)
-def fixture(cache_frames: int):
-    dit_cfg, vae_cfg = dit_config(), get_vae_config("tiny")
+def fixture(cache_frames: int, variant: str = "tiny,control,camera"):
+    dit_cfg, vae_cfg = dit_config(variant), get_vae_config("tiny")
     spec = StreamSpec.create(dit_cfg, vae_cfg, StreamConfig(cache_frames=cache_frames), SIZE, SIZE)
     model = WanDiT(dit_cfg)
     x = jnp.zeros((1, 1, SIZE // 4, SIZE // 4, dit_cfg.out_dim))
     camera = jnp.zeros((1, 1, SIZE, SIZE, 24))
     dit_params = model.init(jax.random.key(0), x, jnp.zeros((1, 1)), jnp.zeros((1, 8, 32)),
-                            cond=jnp.zeros((1, 1, SIZE // 4, SIZE // 4, 32)), camera=camera)["params"]
+                            cond=jnp.zeros((1, 1, SIZE // 4, SIZE // 4, dit_cfg.in_dim - 16)), camera=camera)["params"]
     # The camera encoder's output starts at zero: perturb every weight so the camera path matters.
     dit_params = jax.tree.map(lambda p: p + 0.05 * jax.random.normal(jax.random.key(1), p.shape), dit_params)
     params = {"dit": dit_params, "vae": vae_lib.init_params(vae_cfg, 0)}
@@ -52,22 +52,40 @@ START = np.array([[0.0, 0, 1, 2], [0, 1, 0, -1], [-1, 0, 0, 5], [0, 0, 0, 1]], n
 INTRINSICS = jnp.asarray([[0.9, 0.9, 0.5, 0.5]])
 
 
-def test_cached_keys_equal_the_block_causal_model_over_the_streams_own_frames():
+def teacher_clip_conditions(vae_params, vae_cfg, ref_frame, c2w, turn_warp: bool):
+    """The teacher's conditioning of a clip from `ref_frame` over c2w [1, F, 4, 4], built from its parts:
+    [control | first frame] of [ref_frame, black...] and, with turn_warp, the warped first frame."""
+    video = jnp.concatenate([ref_frame, jnp.zeros((1, c2w.shape[1] - 1, SIZE, SIZE, 3))], axis=1)
+    cond = encode_conditions(vae_params, vae_cfg, video)
+    if turn_warp:
+        intrinsics = jnp.broadcast_to(INTRINSICS, (1, c2w.shape[1], 4))
+        cond = jnp.concatenate([cond, encode_turn_warp(vae_params, vae_cfg, ref_frame, c2w, intrinsics)], axis=-1)
+    return cond
+
+
+@pytest.mark.parametrize("variant", ["tiny,control,camera", "tiny,control,camera,turn_warp"])
+def test_cached_keys_equal_the_block_causal_model_over_the_streams_own_frames(variant):
     """Teacher-forced check of everything the step assembles: stream 3 chunks, then run the model once,
     block-causally at t = 0, over [first frame, the 3 clean chunks] with the camera path integrated by
-    geometry/actions.py from the action string, rays from clip_camera_input and conditions from
-    encode_conditions (the teacher's path). The cache must hold exactly that sequence's keys and values."""
-    spec, params, first = fixture(cache_frames=5)
+    geometry/actions.py from the action string, rays from clip_camera_input, and each chunk conditioned
+    as latent 1 of a teacher clip from the newest frame before it (what the student trains on). The
+    cache must hold exactly that sequence's keys and values."""
+    spec, params, first = fixture(5, variant)
     state = init_stream(params, spec, first, INTRINSICS, jax.random.key(3), start_c2w=jnp.asarray(START[None]))
-    latents = [state.chunk_latents]
+    latents, references = [state.chunk_latents], [first]
     for keys in STEPS:
         state, frames = step(params, state, held(keys))
         latents.append(state.chunk_latents)
+        references.append(frames[:, -1:])
         assert frames.shape == (1, 4, SIZE, SIZE, 3) and bool(jnp.all(jnp.isfinite(frames)))
     c2w = actions_to_c2w(",".join(STEPS), start_c2w=START)[None]
     np.testing.assert_allclose(np.asarray(state.chunk_c2w[0]), c2w[0, -4:], atol=1e-5)
-    video = jnp.concatenate([first, jnp.zeros((1, 4 * len(STEPS), SIZE, SIZE, 3))], axis=1)
-    cond = encode_conditions(params["vae"], spec.vae, video)
+    warp = spec.dit.camera_turn_warp
+    cond = [teacher_clip_conditions(params["vae"], spec.vae, first, jnp.asarray(c2w[:, :1]), warp)]
+    for j in range(len(STEPS)):
+        window = jnp.asarray(c2w[:, 4 * j:4 * j + 5])
+        cond.append(teacher_clip_conditions(params["vae"], spec.vae, references[j], window, warp)[:, 1:])
+    cond = jnp.concatenate(cond, axis=1)
     camera = clip_camera_input(jnp.asarray(c2w), jnp.broadcast_to(INTRINSICS, (1, c2w.shape[1], 4)), SIZE, SIZE, 4, 1)
     sequence = jnp.concatenate(latents, axis=1)
     empty = init_kv_cache(2, 1, 1, 16, spec.dit.num_heads, spec.dit.head_dim)
@@ -97,22 +115,12 @@ def test_stream_compiles_once_and_the_rolling_cache_keeps_the_sink():
     assert EMPTY not in roles
 
 
-def test_control_latents_of_black_frames_become_exact_constants():
-    """The stream reuses the last precomputed control latent for every later chunk: exact only because
-    the causal encoder's receptive field then sees black frames alone."""
-    _, params, first = fixture(cache_frames=3)
-    control_frames = StreamConfig().control_frames
-    black = -jnp.ones((1, 4 * (control_frames + 3), SIZE, SIZE, 3))
-    latents = np.asarray(vae_lib.encode(params["vae"], jnp.concatenate([first, black], axis=1), get_vae_config("tiny")))
-    for later in range(control_frames + 1, latents.shape[1]):
-        np.testing.assert_array_equal(latents[:, later], latents[:, control_frames])
-    assert np.abs(latents[:, 1] - latents[:, control_frames]).max() > 1e-4  # early ones do depend on the image
-
-
 def test_bad_streams_are_refused_with_named_fields():
     spec, params, first = fixture(cache_frames=3)
-    with pytest.raises(ValueError, match="turn-warp"):
-        StreamSpec.create(dit_config("tiny,control,camera,turn_warp"), get_vae_config("tiny"), StreamConfig(), SIZE, SIZE)
+    warp_without_control = dit_configs.get_config("tiny,camera,turn_warp")
+    warp_without_control.num_layers, warp_without_control.in_dim = 2, 32
+    with pytest.raises(ValueError, match="in_dim"):
+        StreamSpec.create(DiTConfig.from_config(warp_without_control), get_vae_config("tiny"), StreamConfig(), SIZE, SIZE)
     with pytest.raises(ValueError, match="first_frame"):
         init_stream(params, spec, first[:, :, :16], INTRINSICS, jax.random.key(0))
     with pytest.raises(ValueError, match="intrinsics"):

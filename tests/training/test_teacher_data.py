@@ -11,6 +11,7 @@ from worldscape_jax.configs import teacher as teacher_config
 from worldscape_jax.configs import vae as vae_configs
 from worldscape_jax.data.formats.realestate10k import format_pose_text
 from worldscape_jax.geometry.cameras import relative_to_first
+from worldscape_jax.inference.loading import load_vae
 from worldscape_jax.models import vae as vae_lib
 from worldscape_jax.models.vae_config import get_vae_config
 from worldscape_jax.training.export import export_params
@@ -67,7 +68,7 @@ def test_teacher_trains_from_a_realestate10k_folder(tmp_path, capsys):
     state = train(config, workdir)
     out = capsys.readouterr().out
     assert "--config.optim.warmup_steps" in out  # 3 steps cannot warm up over 100: capped, and said
-    assert teacher.latent_cache_dir(config) in out  # where the cache goes is printed
+    assert teacher.latent_cache_dir(config, load_vae(vae_dir)) in out  # where the cache goes is printed
     records = read_jsonl(os.path.join(workdir, "metrics.jsonl"))
     assert [r["step"] for r in records] == [1, 2, 3] and int(state.step) == 3
     assert all(np.isfinite(r["fm_loss"]) for r in records)

@@ -55,6 +55,25 @@ def encode_turn_warp(vae_params, vae_config: VAEConfig, first_frame: Float[Array
     return vae_lib.encode(vae_params, turn_warp(first_frame[:, 0], c2w, intrinsics), vae_config)
 
 
+def reference_conditions(vae_params, vae_config: VAEConfig, ref_frame: Float[Array, "b 1 h w 3"],
+                         c2w: Float[Array, "b f 4 4"], intrinsics: Float[Array, "b f 4"], *,
+                         turn_warp: bool) -> Float[Array, "b t h2 w2 c"]:
+    """The conditioning channels of a clip that starts at `ref_frame` and follows `c2w`, as the teacher
+    was trained on them: [control | first-frame latent] (navigation: the control video is the first
+    frame then black) and, with `turn_warp`, the first frame warped through each frame's turn.
+
+    The causal student conditions every chunk as latent 1.. of such a clip whose first frame is the
+    newest pixel frame the stream has (training/stages/student.py and streaming/stream.py both call this).
+    """
+    frames = c2w.shape[1]
+    video = jnp.concatenate([ref_frame, jnp.zeros((ref_frame.shape[0], frames - 1, *ref_frame.shape[2:]),
+                                                   ref_frame.dtype)], axis=1)
+    cond = encode_conditions(vae_params, vae_config, video)
+    if turn_warp:
+        cond = jnp.concatenate([cond, encode_turn_warp(vae_params, vae_config, ref_frame, c2w, intrinsics)], axis=-1)
+    return cond
+
+
 def first_frame_latent(cond: Float[Array, "b t h w c2"], vae_config: VAEConfig) -> Float[Array, "b 1 h w z"]:
     """The first-frame latent that `encode_conditions` put in its last z_dim channels of latent frame 0."""
     return cond[:, :1, ..., vae_config.z_dim:]

@@ -27,7 +27,7 @@ from worldscape_jax.models.dit import DiTConfig, build_dit
 from worldscape_jax.play.engines import MemoryView, check_actions
 from worldscape_jax.play.memory_view import FramePoses, memory_view, slots_memory_view
 from worldscape_jax.play.scene_start import SceneStart
-from worldscape_jax.streaming.config import get_config as stream_config_of
+from worldscape_jax.streaming.config import from_student, get_config as stream_config_of
 from worldscape_jax.streaming.maco import MacoConfig, MacoPolicy
 
 STUDENT_DIT = "tiny,control,camera"     # the tiny student's DiT without an export (random init)
@@ -134,12 +134,12 @@ def load_model_engine(model: str, seed: int = 0, memory: str = "maco") -> ModelE
     if model == "random":
         return random_engine(seed, memory=memory)
     params, config = load_exported(model)
-    if "stream" not in config:
-        raise ExportError(resolve_asset(model), f"is a {config.get('stage')!r} model without a 'stream' config "
-                          "section; play streams a student export (configs/student.py), or use --model=random "
+    if "stream" not in config and "student" not in config:
+        raise ExportError(resolve_asset(model), f"is a {config.get('stage')!r} model, not a causal student; play "
+                          "streams a student export (configs/student.py), or use --model=random "
                           "(the student's architecture at random init) or --engine=synthworld")
     vae_params, vae_config = load_vae(config.vae.checkpoint, config.vae.preset)
-    dit_config, stream_config = DiTConfig.from_config(config.model), streaming.StreamConfig.from_config(config.stream)
+    dit_config, stream_config = DiTConfig.from_config(config.model), from_student(config)
     policy = cache_policy(memory, stream_config, dit_config.frames_per_chunk, config.get("maco"))
     spec = streaming.StreamSpec.create(dit_config, vae_config, stream_config, height=config.data.height,
                                        width=config.data.width, policy=policy)

@@ -97,11 +97,12 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
                                                           "(an image goes base64 in a 'start' message)"))
             elif message.type == WSMsgType.ERROR:
                 log.warning("session %d: websocket error %s", number, ws.exception())
-    except (ConnectionResetError, asyncio.CancelledError):
+    except ConnectionResetError:
         log.info("session %d: client went away mid-message", number)
     finally:
         app[SESSIONS].pop(number, None)
-        await asyncio.get_running_loop().run_in_executor(app[EXECUTOR], session.close)
+        # shielded: a handler cancelled by the disconnect still waits for its chunk in flight, then frees
+        await asyncio.shield(asyncio.get_running_loop().run_in_executor(app[EXECUTOR], session.close))
     return ws
 
 

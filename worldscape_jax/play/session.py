@@ -9,6 +9,8 @@ recording is written to disk as frames arrive.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import threading
 import time
 from typing import Any
 
@@ -35,8 +37,19 @@ class Chunk:
     map: dict                   # camera_map.map_payload after the chunk
 
 
+def _exclusive(method):
+    """Runs the method under the session's lock: the server calls sessions from a thread pool, and a
+    socket that closes while its chunk is computed must not have the chunk's state land after close()."""
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return locked
+
+
 class PlaySession:
     def __init__(self, engine: Engine, path_capacity: int = 1024):
+        self._lock = threading.RLock()
         self.engine = engine
         self.path_capacity = path_capacity
         self.scene: SceneStart | None = None
@@ -46,6 +59,7 @@ class PlaySession:
         self.chunks = 0
         self.path = PathLog(path_capacity)
 
+    @_exclusive
     def start(self, scene: SceneStart) -> dict:
         """Starts (or restarts) the stream from `scene`; returns the scene info sent to the player."""
         state = self.engine.start(scene)      # raises before anything changes if the engine refuses it
@@ -54,6 +68,7 @@ class PlaySession:
         self.path.add(self.engine.pose(state))
         return self.scene_info()
 
+    @_exclusive
     def reset(self) -> dict:
         """Restarts the current scene from its first frame."""
         if self.scene is None:
@@ -69,6 +84,7 @@ class PlaySession:
     def map(self) -> dict:
         return map_payload(self.path, self.engine.pose(self.state), self.engine.memory(self.state))
 
+    @_exclusive
     def step(self, keys: list[str]) -> Chunk:
         """One chunk made with the keys named in `keys` held (unknown names are ignored and counted)."""
         if self.state is None:
@@ -87,6 +103,7 @@ class PlaySession:
         self.chunks += 1
         return chunk
 
+    @_exclusive
     def start_recording(self, directory: str, name: str) -> Recording:
         """Records from now on (the current first frame included when no chunk has been played yet)."""
         if self.state is None:
@@ -98,12 +115,14 @@ class PlaySession:
             self.recording.add_frames(self.scene.first_frame[None])
         return self.recording
 
+    @_exclusive
     def stop_recording(self) -> dict:
         if self.recording is None:
             raise SessionError("record: not recording")
         recording, self.recording = self.recording, None
         return recording.close()
 
+    @_exclusive
     def close(self) -> None:
         """Frees the stream state and finishes a recording that is still open."""
         if self.recording is not None:

@@ -12,15 +12,12 @@ Camera input in a stream (issue 17 item 5; measured in BENCHMARKS.md, "Camera in
     what a 9- to 17-frame training clip shows; relative to the previous frame they are bounded by one
     chunk's motion at frame 10 and at frame 10,000 alike, and the keys already in the cache stay
     valid (each chunk's input depends only on itself and its predecessor).
-  * The turn warp (the teacher's first frame re-projected through each frame's turn) is not streamed:
-    the student is trained without it (its DiT has in_dim 48, not 64). Tied to the stream's first
-    frame it is black once the camera has turned away; redefined relative to the stream (the latest
-    generated frame re-projected through the next chunk's turn) it would stay in range but costs a
-    VAE encode of 4 warped frames per chunk inside the step (the tiny encoder costs more per latent
-    frame than the streaming decoder), and feeds the student's own output back as a condition.
-    `StreamSpec.check` refuses a turn-warp DiT. Measured: relative to the first frame 90% of chunks
-    leave the training clips' ray range within 400 frames and all of them later, and the first-frame
-    turn warp is all black in the median frame of a 10,000-frame stream.
+  * The turn warp is streamed relative to the stream too: each chunk is conditioned as latent 1 of a
+    teacher clip that starts at the newest decoded frame (`conditioning.reference_conditions`), so its
+    control channels and turn warp are that frame re-projected through the chunk's turn, never the
+    stream's first frame (which is all black in the median frame of a 10,000-frame stream, measured in
+    BENCHMARKS.md). This is what the committed student was trained on (training/stages/student.py); it
+    costs a VAE encode of the chunk's warped frames and control video per chunk.
 """
 
 from worldscape_jax.streaming.config import StreamConfig

@@ -27,10 +27,6 @@ class StreamConfig:
     context_timestep: the timestep of the cache refresh pass on the clean chunk (Self-Forcing: 0).
     cache_frames: KV cache capacity in latent frames, the sink included (the current chunk is not in it).
     sink_frames: leading frames kept forever (the first latent frame, the given image, at least).
-    control_frames: latent frames of the control video (first frame, then black) encoded at the start;
-      later chunks reuse the last one. That is exact, not an approximation, once the VAE encoder's causal
-      receptive field sees only black frames: for the tiny VAE (trained or random) latent frames 21 and
-      later are bit-identical (tests/streaming check 24 onwards).
     """
 
     denoising_steps: tuple[float, ...] = SELF_FORCING_STEPS
@@ -38,7 +34,6 @@ class StreamConfig:
     context_timestep: float = 0.0
     cache_frames: int = 4
     sink_frames: int = 1
-    control_frames: int = 24
 
     def __post_init__(self):
         steps = np.asarray(self.denoising_steps, np.float64)
@@ -49,8 +44,6 @@ class StreamConfig:
         if self.sink_frames < 1 or self.cache_frames <= self.sink_frames:
             raise ValueError(f"stream config: need 1 <= sink_frames < cache_frames (the first frame is the sink), "
                              f"got sink_frames={self.sink_frames}, cache_frames={self.cache_frames}")
-        if self.control_frames < 2:
-            raise ValueError(f"stream config: control_frames must be >= 2, got {self.control_frames}")
 
     def sigmas(self) -> np.ndarray:
         """The K noise levels the student visits, float32 [K] (shifted)."""
@@ -67,6 +60,20 @@ class StreamConfig:
         if "denoising_steps" in values:
             values["denoising_steps"] = tuple(float(t) for t in values["denoising_steps"])
         return cls(**values)
+
+
+def from_student(config) -> StreamConfig:
+    """The stream a causal student was trained for (configs/student.py: its `student` section): its
+    denoising levels and shift, its rolling cache's size and sink. A config with a `stream` section
+    (an override) is read from that instead."""
+    if "stream" in config:
+        return StreamConfig.from_config(config.stream)
+    if "student" not in config:
+        raise ValueError(f"stream config: a {config.get('stage')!r} config has no 'student' section; only a causal "
+                         f"student (configs/student.py) streams")
+    s = config.student
+    return StreamConfig(denoising_steps=tuple(float(level) * NUM_TRAIN_TIMESTEPS for level in s.denoising_levels),
+                        shift=float(s.shift), cache_frames=int(s.cache_slots), sink_frames=int(s.sink_frames))
 
 
 def get_config(scale: str = "tiny") -> ml_collections.ConfigDict:

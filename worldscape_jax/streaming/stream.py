@@ -18,11 +18,12 @@ the stream (`StreamSpec`) rides in the state as a non-pytree field, so the jitte
 (params, state, held), and every chunk after the first has the same shapes: one compilation for a
 stream of any length, with no host round-trip inside it.
 
-Conditioning: the DiT's extra input channels are either none (in_dim = 16) or the Fun-Control layout
-[control | first frame] (in_dim = 48): the control video is the first frame followed by black frames
-(navigation), encoded once at the start; the first-frame channel is zero after latent frame 0, which
-lives in the cache as the sink. A turn-warp teacher layout (in_dim = 64) is refused: the student is
-trained without it (streaming/__init__.py says why).
+Conditioning: the DiT's extra input channels are none (in_dim = 16), the Fun-Control layout
+[control | first frame] (in_dim = 48), or that layout plus the turn warp (in_dim = 64). Every chunk is
+conditioned as latent 1.. of a teacher clip that starts at the newest pixel frame the stream has (the
+previous chunk's last decoded frame): `conditioning.reference_conditions` of that frame over the
+chunk's camera path, exactly what the causal student was trained on (training/stages/student.py), so
+the control video, the first-frame channel and the turn warp are the same at chunk 1 and chunk 10,000.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 from worldscape_jax.diffusion.samplers import consistency_sample
 from worldscape_jax.geometry.actions import ActionConfig, advance_heading, held_keys_deltas
 from worldscape_jax.models import vae as vae_lib
-from worldscape_jax.models.conditioning import chunk_camera_input
+from worldscape_jax.models.conditioning import chunk_camera_input, reference_conditions
 from worldscape_jax.models.dit import Causal, DiTConfig, WanDiT
 from worldscape_jax.models.vae_config import VAEConfig
 from worldscape_jax.streaming.config import StreamConfig
@@ -70,10 +71,11 @@ class StreamSpec:
 
     def check(self):
         d = self.dit
-        if d.camera_turn_warp or d.in_dim not in (d.out_dim, 3 * d.out_dim):
+        expected = (4 if d.camera_turn_warp else 3) * d.out_dim
+        if d.in_dim not in (d.out_dim, expected) or (d.camera_turn_warp and d.in_dim != expected):
             raise ValueError(f"stream: the DiT's in_dim is {d.in_dim}; the floor streams students with no extra "
-                             f"channels ({d.out_dim}) or [control | first frame] ({3 * d.out_dim}). A turn-warp "
-                             f"layout is not streamed (see worldscape_jax/streaming/__init__.py)")
+                             f"channels ({d.out_dim}), [control | first frame] ({3 * d.out_dim}) or, with "
+                             f"camera.turn_warp, [control | first frame | turn warp] ({4 * d.out_dim})")
         if d.out_dim != self.vae.z_dim:
             raise ValueError(f"stream: DiT out_dim {d.out_dim} != VAE z_dim {self.vae.z_dim}")
         if tuple(d.vae_stride) != (self.vae.temporal_factor, self.vae.spatial_factor, self.vae.spatial_factor):
@@ -93,7 +95,7 @@ class StreamSpec:
 
     @property
     def uses_control(self) -> bool:
-        return self.dit.in_dim == 3 * self.dit.out_dim
+        return self.dit.in_dim > self.dit.out_dim
 
     def layout(self, batch: int) -> CacheLayout:
         h, w = self.latent_hw
@@ -114,8 +116,8 @@ class StreamState:
       so far, relative to the start pose (geometry/actions.py's integration carried across chunks).
     chunk_latents: the last chunk's clean latents [B, F, h, w, z] (after `init_stream`: the first frame's
       latent in the last place, zeros before it).
-    text: the text context (zeros: SynthWorld has no text); control: the control latents
-      [B, control_frames + 1, h, w, z], or None without control channels.
+    text: the text context (zeros: SynthWorld has no text).
+    last_frame: the newest pixel frame [B, 1, H, W, 3] (unclamped decode), the next chunk's reference.
     """
 
     policy_state: Any
@@ -131,7 +133,7 @@ class StreamState:
     intrinsics: Float[Array, "b 4"]
     chunk_latents: Float[Array, "b f h w z"]
     text: Float[Array, "b l e"]
-    control: Float[Array, "b r h w z"] | None
+    last_frame: Float[Array, "b 1 hh ww 3"]
     spec: StreamSpec = flax.struct.field(pytree_node=False)
 
 
@@ -153,20 +155,15 @@ def _camera(spec: StreamSpec, chunk_c2w, reference_c2w, intrinsics):
                               spec.vae.temporal_factor, with_ray_turn=spec.dit.camera_ray_turn)
 
 
-def _cond(spec: StreamSpec, control, first_frame, num_frames: int, first_latent=None):
-    """[control | first frame] channels of latent frames first_frame .. + num_frames, or None."""
-    if control is None:
+def _cond(spec: StreamSpec, vae_params, ref_frame, ref_c2w, chunk_c2w, intrinsics):
+    """The conditioning channels of the chunk over `chunk_c2w` [B, P, 4, 4] whose newest earlier frame is
+    `ref_frame` at `ref_c2w`: latents 1.. of the teacher clip that starts there (None without channels)."""
+    if not spec.uses_control:
         return None
-    index = jnp.minimum(first_frame + jnp.arange(num_frames), control.shape[1] - 1)
-    control_latents = jnp.take(control, index, axis=1)
-    first = jnp.zeros_like(control_latents) if first_latent is None else first_latent
-    return jnp.concatenate([control_latents, first], axis=-1)
-
-
-def _control_latents(spec: StreamSpec, vae_params, first_frame):
-    frames = spec.stream.control_frames * spec.vae.temporal_factor
-    black = -jnp.ones((first_frame.shape[0], frames, *first_frame.shape[2:]), first_frame.dtype)
-    return vae_lib.encode(vae_params, jnp.concatenate([first_frame, black], axis=1), spec.vae)
+    c2w = jnp.concatenate([ref_c2w[:, None], chunk_c2w], axis=1)
+    per_frame = jnp.broadcast_to(intrinsics[:, None], (*c2w.shape[:2], 4))
+    cond = reference_conditions(vae_params, spec.vae, ref_frame, c2w, per_frame, turn_warp=spec.dit.camera_turn_warp)
+    return cond[:, 1:]
 
 
 def _check_init(spec: StreamSpec, first_frame, intrinsics, start_c2w):
@@ -198,12 +195,14 @@ def init_stream(params: dict, spec: StreamSpec, first_frame: Float[Array, "b 1 h
 def _init(params, spec: StreamSpec, first_frame, intrinsics, rng, start_c2w, text):
     b = first_frame.shape[0]
     latent = vae_lib.encode(params["vae"], first_frame, spec.vae)
-    control = _control_latents(spec, params["vae"], first_frame) if spec.uses_control else None
     policy_state = spec.policy.init(spec.layout(b))
     st = spec.vae.temporal_factor
     held_still = jnp.broadcast_to(start_c2w[:, None], (b, st, 4, 4))
     camera = _camera(spec, held_still, start_c2w, intrinsics)
-    cond = _cond(spec, control, 0, 1, latent)
+    cond = None
+    if spec.uses_control:  # latent 0 of the clip that starts (and stays) at the first frame
+        cond = reference_conditions(params["vae"], spec.vae, first_frame, start_c2w[:, None], intrinsics[:, None],
+                                    turn_warp=spec.dit.camera_turn_warp)
     t0 = jnp.full((b, 1), spec.stream.context_timestep, jnp.float32)
     _, (k, v) = _dit(spec, params["dit"], latent, t0, text, cond, camera,
                      spec.policy.context(policy_state, start_c2w), 0, None)
@@ -216,7 +215,7 @@ def _init(params, spec: StreamSpec, first_frame, intrinsics, rng, start_c2w, tex
         chunk_c2w=jnp.broadcast_to(start_c2w[:, None], (b, spec.pixel_frames_per_chunk, 4, 4)),
         start_c2w=start_c2w, position=jnp.zeros((b, 3)), yaw=jnp.zeros((b,)), pitch=jnp.zeros((b,)),
         intrinsics=intrinsics, chunk_latents=jnp.zeros((b, f, *latent.shape[2:]), latent.dtype).at[:, -1:].set(latent),
-        text=text, control=control, spec=spec)
+        text=text, last_frame=first_frame, spec=spec)
 
 
 def step(params: dict, state: StreamState, held: Bool[Array, "b f 8"]) -> tuple[StreamState, Float[Array, "b p h w 3"]]:
@@ -228,7 +227,7 @@ def step(params: dict, state: StreamState, held: Bool[Array, "b f 8"]) -> tuple[
                          f"got {held.shape}")
     chunk_c2w, position, yaw, pitch = _advance(spec, state, held)
     camera = _camera(spec, chunk_c2w, state.c2w, state.intrinsics)
-    cond = _cond(spec, state.control, state.frame, f)
+    cond = _cond(spec, params["vae"], state.last_frame, state.c2w, chunk_c2w, state.intrinsics)
     pose = chunk_c2w[:, -1]
     context = spec.policy.context(state.policy_state, pose)
     rng, noise_key, sample_key = jax.random.split(state.rng, 3)
@@ -246,7 +245,7 @@ def step(params: dict, state: StreamState, held: Bool[Array, "b f 8"]) -> tuple[
     frames, decode_cache = _decode(spec, params["vae"], state.decode_cache, latents)
     state = state.replace(policy_state=policy_state, decode_cache=decode_cache, rng=rng, frame=state.frame + f,
                           c2w=pose, chunk_c2w=chunk_c2w, position=position, yaw=yaw, pitch=pitch,
-                          chunk_latents=latents)
+                          chunk_latents=latents, last_frame=frames[:, -1:])
     return state, frames
 
 

@@ -23,7 +23,7 @@ from jaxtyping import Array, Float
 
 from worldscape_jax.diffusion import flow
 from worldscape_jax.models import vae as vae_lib
-from worldscape_jax.models.conditioning import clip_camera_input, encode_conditions, encode_turn_warp
+from worldscape_jax.models.conditioning import clip_camera_input, reference_conditions
 from worldscape_jax.models.dit import Causal, build_dit
 from worldscape_jax.models.kv_cache import KVCache, init_kv_cache, write_slots
 from worldscape_jax.inference.teacher import camera_rays, clip_tokens, text_context, uses_turn_warp
@@ -47,12 +47,7 @@ def clip_conditions(vae, config, ref_frame: Float[Array, "b 1 h w 3"], c2w: Floa
     to the clip's first camera. Pixel frames after the first are never read (the control video is black).
     """
     vae_params, vae_config = vae
-    frames = c2w.shape[1]
-    video = jnp.concatenate([ref_frame, jnp.zeros((ref_frame.shape[0], frames - 1, *ref_frame.shape[2:]),
-                                                   ref_frame.dtype)], axis=1)
-    cond = encode_conditions(vae_params, vae_config, video)
-    if uses_turn_warp(config):
-        cond = jnp.concatenate([cond, encode_turn_warp(vae_params, vae_config, ref_frame, c2w, intrinsics)], axis=-1)
+    cond = reference_conditions(vae_params, vae_config, ref_frame, c2w, intrinsics, turn_warp=uses_turn_warp(config))
     return cond, camera_rays(config, c2w, intrinsics)
 
 
