@@ -1,16 +1,14 @@
-"""The trained student streamed as it was trained, over any cache policy (MACO, the rolling cache, a full cache).
+"""The trained student streamed along a given camera path, over any cache policy (MACO, rolling, full).
 
-`stream.step` is the floor's stream (held keys, control encoded once from the first frame, no turn warp,
-Self-Forcing's timesteps with shift 5). The committed student (asset:student_tiny) was trained
-differently (training/stages/student.py): each chunk is conditioned as latent 1 of a teacher clip that
-starts at the *reference frame* (the newest pixel frame), turn warp of that frame included, with its own
-K noise levels (`student.denoising_levels`, `student.shift`) and its rolling cache of
-`student.cache_slots`. The floor refuses that DiT (in_dim 64). So that a benchmark measures the cache
-and not a conditioning mismatch, this module runs the student's own per-chunk computation, chunk by
-chunk along a given camera path, with the KV cache replaced by a `CachePolicy`: per chunk the policy's
-context for the chunk's pose, the K levels over it, the t = 0 refresh whose keys go to `policy.update`,
-and the streaming VAE decode whose last frame is the next reference. With `RollingPolicy(cache_slots,
-sink_frames)` it is `student.rollout` step for step (tests/streaming/test_revisit_eval.py).
+`stream.step` is the floor's stream, driven by held keys (0.08 units and 3 degrees per latent frame);
+the revisit paths (streaming/revisit.py) are camera paths that keys cannot always reach (an orbit at
+3.6 degrees per chunk, SynthWorld's own there-and-back). This module runs the student's own per-chunk
+computation (training/stages/student.py: each chunk conditioned as latent 1 of a teacher clip from the
+newest decoded frame, turn warp included, its own K noise levels) chunk by chunk along c2w, with the
+KV cache replaced by a `CachePolicy`: per chunk the policy's context for the chunk's pose, the K levels
+over it, the t = 0 refresh whose keys go to `policy.update`, and the streaming VAE decode whose last
+frame is the next reference. With `RollingPolicy(cache_slots, sink_frames)` it is `student.generate`
+frame for frame (tests/streaming/test_revisit_eval.py). A c2w-driven step in the floor would replace it.
 """
 
 from __future__ import annotations
