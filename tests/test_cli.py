@@ -40,7 +40,7 @@ def truncated_teacher(tmp_path):
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["--teacher=asset:vae_tiny"], ["asset:vae_tiny", "'vae' model", "not a 'teacher'"]),
+    (["--teacher=asset:vae_tiny"], ["asset:vae_tiny", "stage 'vae'", "expected a teacher or a causal student"]),
     (["--actions=zz"], ["--actions=zz", "unknown key(s) ['z']"]),
     (["--actions="], ["--actions=", "non-empty"]),
     (["--scenes=0"], ["--scenes=0"]),

@@ -116,7 +116,7 @@ def test_an_export_of_another_stage_is_refused_by_kind():
         load_exported("asset:vae_tiny", stage="teacher")
     with pytest.raises(ExportError, match="is a 'teacher' model .*not a 'vae'"):
         load_vae("asset:teacher_tiny")
-    with pytest.raises(ExportError, match="committed assets: asset:teacher_tiny, asset:vae_tiny"):
+    with pytest.raises(ExportError, match="committed assets: asset:student_tiny, asset:teacher_tiny, asset:vae_tiny"):
         load_exported("asset:teacher_tine")
 
 

@@ -81,7 +81,7 @@ def test_holding_e_turns_the_stream_right_in_chromium(tmp_path, engine_name):
                                   "latencies: play.latencies, errors: play.errors, fps: play.fps})")
             received = page.evaluate("play.recentFrames.map(f => ({keys: f.keys, rgb: Array.from(f.rgb)}))")
             session = next(iter(server.sessions.values()))
-            server_heading, intrinsics = heading_deg(session.engine.pose(session.state)), session.scene.intrinsics
+            server_heading, intrinsics = heading_deg(session.pose()), session.scene.intrinsics
             os.makedirs(ARTIFACTS, exist_ok=True)
             page.screenshot(path=os.path.join(ARTIFACTS, f"play_page_{engine_name}.png"))
             browser.close()

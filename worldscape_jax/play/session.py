@@ -81,8 +81,14 @@ class PlaySession:
                 "height": engine.height, "width": engine.width, "frames_per_chunk": engine.frames_per_chunk,
                 "pixel_frames_per_chunk": engine.pixel_frames_per_chunk}
 
+    @_exclusive
     def map(self) -> dict:
         return map_payload(self.path, self.engine.pose(self.state), self.engine.memory(self.state))
+
+    @_exclusive
+    def pose(self):
+        """The camera of the newest frame, c2w [4, 4] (read under the lock: a step donates the old state)."""
+        return self.engine.pose(self.state)
 
     @_exclusive
     def step(self, keys: list[str]) -> Chunk:
