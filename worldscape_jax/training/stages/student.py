@@ -25,7 +25,8 @@ from worldscape_jax.diffusion import flow
 from worldscape_jax.models import vae as vae_lib
 from worldscape_jax.models.conditioning import clip_camera_input, reference_conditions
 from worldscape_jax.models.dit import Causal, build_dit
-from worldscape_jax.models.kv_cache import KVCache, init_kv_cache, write_slots
+from worldscape_jax.models.kv_cache import init_kv_cache
+from worldscape_jax.streaming.rolling import insert_rolling
 from worldscape_jax.inference.teacher import camera_rays, clip_tokens, text_context, uses_turn_warp
 
 
@@ -110,17 +111,6 @@ def denoise_chunk(params, config, noise, cond, rays, cache, start, rng, exit_lev
 
     x_exit = jax.lax.stop_gradient(jax.lax.fori_loop(0, exit_level, level, noise))
     return _chunk_x0(params, config, x_exit, sigmas[exit_level], cond, rays, cache, start)
-
-
-def insert_rolling(cache: KVCache, k, v, first_frame, sink_frames: int) -> KVCache:
-    """Insert a chunk's frames (k, v [L, B, F, T, H, Dh]) keeping the sink and the most recent frames.
-
-    The rolling policy of the stream-floor's contract (a sink + a ring); to be replaced by its
-    `RollingPolicy` once that is in main."""
-    num_frames, slots = k.shape[2], cache.slots
-    frames = jnp.asarray(first_frame, jnp.int32) + jnp.arange(num_frames, dtype=jnp.int32)
-    slot_ids = jnp.where(frames < sink_frames, frames, sink_frames + (frames - sink_frames) % (slots - sink_frames))
-    return write_slots(cache, slot_ids, k, v, jnp.broadcast_to(frames, (k.shape[1], num_frames)))
 
 
 def refresh(params, config, x0, cond, rays, cache, start):
