@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from trainer_runs import run_lowering_script
 
 from worldscape_jax.configs import student as student_config
 from worldscape_jax.diffusion import flow
@@ -230,16 +231,7 @@ def test_self_forcing_stage_resumes_exactly_after_a_kill(tmp_path):
 
 @pytest.mark.slow
 def test_wan1_3b_self_forcing_step_compiles_on_8_virtual_devices():
-    import json
-    import os
-    import subprocess
-    import sys
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
-    script = os.path.join(os.path.dirname(__file__), "student_lowering.py")
-    result = subprocess.run([sys.executable, script, "64", "128", "7"], env=env, capture_output=True, text=True,
-                            timeout=1800)
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = run_lowering_script("student_lowering.py", "64", "128", "7", timeout=1800)
     assert report["devices"] == 8 and report["compiled"]
     assert report["mesh"] == {"data": 1, "fsdp": 4, "tensor": 2, "context": 1}
     for name in ("generator", "critic", "teacher"):

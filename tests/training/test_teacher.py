@@ -1,14 +1,12 @@
 """Stage 1 teacher: conditions, a few real training steps at a toy size, wan1_3b lowering on 8 devices."""
 
-import json
 import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from trainer_runs import run_lowering_script
 
 from worldscape_jax.configs import teacher as teacher_config
 from worldscape_jax.configs import vae as vae_configs
@@ -212,12 +210,7 @@ def test_flow_loss_gives_the_first_latent_clean_and_unscored(toy_teacher_config,
 
 
 def test_wan1_3b_teacher_step_compiles_on_8_virtual_devices():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
-    script = os.path.join(os.path.dirname(__file__), "teacher_lowering.py")
-    result = subprocess.run([sys.executable, script, "81", "480", "832"], env=env, capture_output=True, text=True,
-                            timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = run_lowering_script("teacher_lowering.py", "81", "480", "832", timeout=900)
     assert report["devices"] == 8 and report["compiled"]
     assert report["mesh"] == {"data": 1, "fsdp": 4, "tensor": 2, "context": 1}
     assert 1.56e9 < report["params"] < 1.64e9  # Fun-Control DiT + the camera encoder

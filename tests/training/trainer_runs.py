@@ -1,5 +1,6 @@
 """Helpers for the trainer tests: run the fixture stage in-process or through launch/train.py."""
 
+import json
 import os
 import socket
 import subprocess
@@ -55,3 +56,12 @@ def launch_env(device_count=None):
 
 def check_finished(proc: subprocess.CompletedProcess | subprocess.Popen, output: str):
     assert proc.returncode == 0, f"launch/train.py failed (rc={proc.returncode}):\n{output[-4000:]}"
+
+
+def run_lowering_script(script: str, *args: str, timeout: int) -> dict:
+    """Runs a `*_lowering.py` script of this folder on 8 virtual CPU devices; its last stdout line (JSON)."""
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    result = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), script), *args], env=env,
+                            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
