@@ -57,9 +57,14 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         # Rolling KV cache: the sink (the first latent) + the most recent frames. tiny: 1 + 4 latent frames.
         cache_slots=5 if tiny else 24, sink_frames=1 if tiny else 3,
         rollout_chunks=4 if tiny else 9,  # generated chunks per Self-Forcing rollout (> the teacher's window)
+        # What chunks after the first are conditioned on (student.reference_mode): "none" (zero channels,
+        # the past through the cache only) since the newest-frame reference drifted to noise in ~30 frames.
+        reference="none",
         init_from="",  # Self-Forcing: the ODE-init export the generator starts from ("" = the teacher's params)
     ))
     config.data = ml_collections.ConfigDict(dict(
+        # the teacher's clips for the ODE pairs, read as the teacher stage reads them (training/stages/teacher.py)
+        source="synthworld", path="", pose_dir="", frame_stride=1,
         frames=config.teacher.frames, height=64 if tiny else 480, width=64 if tiny else 832,
         num_clips=256 if tiny else 0,  # ODE pairs (teacher clips); Self-Forcing draws its own paths
         seed=0, cache_dir="runs/cache", families=("forward", "pan", "orbit", "there_and_back", "random_walk",
@@ -71,6 +76,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         # Critic updates per generator update: Self-Forcing's 5 at wan1_3b; 3 at tiny, whose CPU budget
         # allows a few hundred steps, and whose critic starts as the teacher (so it is close from step 0).
         critic_lr=1e-4 if tiny else 4e-7, generator_every=3 if tiny else 5,
+        # Ground-truth anchor (self_forcing.loss_fn): weight of the rollout's latent MSE against the rendered
+        # path. 0 is the paper's DMD alone.
+        truth_weight=0.0,
     ))
     if stage == "ode_init":  # the student starts from the teacher's params (the trainer's init_from)
         config.init_from = config.teacher.checkpoint

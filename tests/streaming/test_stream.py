@@ -29,9 +29,9 @@ def dit_config(arg="tiny,control,camera") -> DiTConfig:
 
 
 @functools.lru_cache(maxsize=None)
-def fixture(cache_frames: int, variant: str = "tiny,control,camera"):
+def fixture(cache_frames: int, variant: str = "tiny,control,camera", reference: str = "newest_frame"):
     dit_cfg, vae_cfg = dit_config(variant), get_vae_config("tiny")
-    spec = StreamSpec.create(dit_cfg, vae_cfg, StreamConfig(cache_frames=cache_frames), SIZE, SIZE)
+    spec = StreamSpec.create(dit_cfg, vae_cfg, StreamConfig(cache_frames=cache_frames, reference=reference), SIZE, SIZE)
     model = WanDiT(dit_cfg)
     x = jnp.zeros((1, 1, SIZE // 4, SIZE // 4, dit_cfg.out_dim))
     camera = jnp.zeros((1, 1, SIZE, SIZE, 24))
@@ -63,14 +63,16 @@ def teacher_clip_conditions(vae_params, vae_cfg, ref_frame, c2w, turn_warp: bool
     return cond
 
 
-@pytest.mark.parametrize("variant", ["tiny,control,camera", "tiny,control,camera,turn_warp"])
-def test_cached_keys_equal_the_block_causal_model_over_the_streams_own_frames(variant):
+@pytest.mark.parametrize("variant,reference", [("tiny,control,camera", "newest_frame"),
+                                               ("tiny,control,camera,turn_warp", "newest_frame"),
+                                               ("tiny,control,camera,turn_warp", "none")])
+def test_cached_keys_equal_the_block_causal_model_over_the_streams_own_frames(variant, reference):
     """Teacher-forced check of everything the step assembles: stream 3 chunks, then run the model once,
     block-causally at t = 0, over [first frame, the 3 clean chunks] with the camera path integrated by
     geometry/actions.py from the action string, rays from clip_camera_input, and each chunk conditioned
-    as latent 1 of a teacher clip from the newest frame before it (what the student trains on). The
-    cache must hold exactly that sequence's keys and values."""
-    spec, params, first = fixture(5, variant)
+    as latent 1 of a teacher clip from the newest frame before it (what the student trains on), or with
+    reference "none" given zero channels. The cache must hold exactly that sequence's keys and values."""
+    spec, params, first = fixture(5, variant, reference)
     state = init_stream(params, spec, first, INTRINSICS, jax.random.key(3), start_c2w=jnp.asarray(START[None]))
     latents, references = [state.chunk_latents], [first]
     for keys in STEPS:
@@ -84,7 +86,8 @@ def test_cached_keys_equal_the_block_causal_model_over_the_streams_own_frames(va
     cond = [teacher_clip_conditions(params["vae"], spec.vae, first, jnp.asarray(c2w[:, :1]), warp)]
     for j in range(len(STEPS)):
         window = jnp.asarray(c2w[:, 4 * j:4 * j + 5])
-        cond.append(teacher_clip_conditions(params["vae"], spec.vae, references[j], window, warp)[:, 1:])
+        chunk_cond = teacher_clip_conditions(params["vae"], spec.vae, references[j], window, warp)[:, 1:]
+        cond.append(chunk_cond if reference == "newest_frame" else jnp.zeros_like(chunk_cond))
     cond = jnp.concatenate(cond, axis=1)
     camera = clip_camera_input(jnp.asarray(c2w), jnp.broadcast_to(INTRINSICS, (1, c2w.shape[1], 4)), SIZE, SIZE, 4, 1)
     sequence = jnp.concatenate(latents, axis=1)
@@ -97,6 +100,20 @@ def test_cached_keys_equal_the_block_causal_model_over_the_streams_own_frames(va
     np.testing.assert_array_equal(np.asarray(cache.frame_index[0])[order], np.arange(4))
     np.testing.assert_allclose(np.asarray(cache.k[:, :, order]), np.asarray(k), atol=2e-5, rtol=1e-5)
     np.testing.assert_allclose(np.asarray(cache.v[:, :, order]), np.asarray(v), atol=2e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("reference", ["newest_frame", "none"])
+def test_only_a_newest_frame_student_reads_the_newest_frame(reference):
+    """A perturbed newest frame changes the next chunk of a newest-frame student and nothing of a
+    reference-none student (its past comes through the cache only)."""
+    spec, params, first = fixture(5, "tiny,control,camera,turn_warp", reference)
+    state = init_stream(params, spec, first, INTRINSICS, jax.random.key(3), start_c2w=jnp.asarray(START[None]))
+    state, _ = step(params, state, held("we"))
+    _, frames = step(params, state, held("e"))
+    noisy = state.replace(last_frame=state.last_frame + 0.5 * jax.random.normal(jax.random.key(9), state.last_frame.shape))
+    _, frames_noisy = step(params, noisy, held("e"))
+    change = float(jnp.abs(frames - frames_noisy).max())
+    assert (change == 0.0) if reference == "none" else (change > 1e-3)
 
 
 def test_stream_compiles_once_and_the_rolling_cache_keeps_the_sink():

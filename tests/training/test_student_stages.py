@@ -10,6 +10,7 @@ from trainer_runs import run_lowering_script
 from worldscape_jax.configs import student as student_config
 from worldscape_jax.diffusion import flow
 from worldscape_jax.inference.teacher import camera_rays
+from worldscape_jax.models import vae as vae_lib
 from worldscape_jax.training.stages import ode_init, self_forcing, student, teacher
 from worldscape_jax.training import loop
 from worldscape_jax.training.sharding import unbox
@@ -208,6 +209,46 @@ def _run(workdir, **fields):
     return read_jsonl(str(workdir / "metrics.jsonl")), state
 
 
+def test_truth_mse_is_the_generated_latents_against_the_encoded_path_without_latent_0():
+    config = micro_config()
+    arrays = self_forcing.first_frames_and_paths(config, 2, with_video=True)
+    assert arrays["video"].shape == (2, self_forcing.rollout_frames(config), 32, 32, 3)
+    np.testing.assert_array_equal(arrays["video"][:, :1], arrays["first_frame"])
+    vae = micro_vae(config)
+    truth = np.asarray(vae_lib.encode(vae[0], jnp.asarray(arrays["video"], jnp.float32) / 127.5 - 1.0, vae[1]))
+    latents = truth + np.random.default_rng(0).normal(size=truth.shape).astype(np.float32)
+    latents[:, 0] += 100.0  # latent 0 is the given frame: not scored
+    expected = np.mean(np.square(latents[:, 1:] - truth[:, 1:]))
+    got = self_forcing._truth_mse(jnp.asarray(latents), jnp.asarray(arrays["video"]), vae)
+    np.testing.assert_allclose(float(got), expected, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_truth_anchor_adds_its_weight_times_the_rollouts_error_against_the_rendered_path():
+    """loss = DMD + critic + w * truth_mse, and truth_mse is the rollout's latents against the encoded
+    rendered path, recomputed here from student.rollout and the VAE with numpy."""
+    config = micro_config()
+    arrays = self_forcing.first_frames_and_paths(config, 1, with_video=True)
+    assert arrays["video"].shape[1] == self_forcing.rollout_frames(config)
+    np.testing.assert_array_equal(arrays["video"][:, :1], arrays["first_frame"])
+    batch = {k: jnp.asarray(v) for k, v in arrays.items()}
+    params = self_forcing.init_params(jax.random.key(0), config)
+    rng = jax.random.key(5)
+    config.dmd.truth_weight = 2.0
+    loss, metrics = jax.jit(lambda p, b, r: self_forcing.loss_fn(p, b, r, config))(params, batch, rng)
+    parts = metrics["dmd_loss"] + metrics["critic_loss"] + 2.0 * metrics["truth_mse"]
+    np.testing.assert_allclose(float(loss), float(parts), rtol=1e-5)
+    k_exit, k_roll = jax.random.split(rng, 6)[:2]  # loss_fn's own split of its rng
+    exit_level = jax.random.randint(k_exit, (), 0, student.denoising_sigmas(config).shape[0])
+    vae = micro_vae(config)
+    first = batch["first_frame"].astype(jnp.float32) / 127.5 - 1.0
+    latents, _ = jax.jit(lambda p, v: student.rollout(p, config, (v, vae[1]), first, batch["c2w"], batch["intrinsics"],
+                                                      k_roll, exit_level))(params["generator"], vae[0])
+    truth = vae_lib.encode(vae[0], batch["video"].astype(jnp.float32) / 127.5 - 1.0, vae[1])
+    expected = np.mean(np.square(np.asarray(latents)[:, 1:] - np.asarray(truth)[:, 1:]))
+    np.testing.assert_allclose(float(metrics["truth_mse"]), expected, rtol=1e-4)
+
+
 @pytest.mark.slow
 def test_self_forcing_stage_resumes_exactly_after_a_kill(tmp_path):
     full, full_state = _run(tmp_path / "full", total_steps=4)
@@ -238,3 +279,16 @@ def test_wan1_3b_self_forcing_step_compiles_on_8_virtual_devices():
     for name in ("generator", "critic", "teacher"):
         assert 1.56e9 < report["params"][name] < 1.64e9  # the Fun-Control DiT + camera encoder, each
     assert "fsdp" in report["q_kernel_spec"] and "tensor" in report["q_kernel_spec"]
+
+
+def test_committed_tiny_student_config_names_its_ode_pairs_and_teacher_cache():
+    """The tiny recipe's data section has every field the teacher's latent cache key reads (its source
+    was missing once, and only a real ODE-init run found it)."""
+    from worldscape_jax.configs import teacher as teacher_config
+    config = student_config.get_config("tiny,ode_init")
+    teacher_data = teacher_config.get_config("tiny").data
+    missing = set(teacher_data) - set(config.data) - {"families"}  # the student names its own families
+    assert not missing, f"configs/student.py data lacks the teacher pipeline's fields {sorted(missing)}"
+    path = ode_init.pairs_path(config)
+    assert path.startswith(config.data.cache_dir) and path.endswith(".array_record")
+    assert student.reference_mode(config) == "none"

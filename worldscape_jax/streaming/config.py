@@ -27,6 +27,9 @@ class StreamConfig:
     context_timestep: the timestep of the cache refresh pass on the clean chunk (Self-Forcing: 0).
     cache_frames: KV cache capacity in latent frames, the sink included (the current chunk is not in it).
     sink_frames: leading frames kept forever (the first latent frame, the given image, at least).
+    reference: what chunks after the first are conditioned on (training/stages/student.py
+      `reference_mode`): "newest_frame" (the teacher clip from the newest decoded frame) or "none"
+      (zero conditioning channels; the past comes through the cache only).
     """
 
     denoising_steps: tuple[float, ...] = SELF_FORCING_STEPS
@@ -34,6 +37,7 @@ class StreamConfig:
     context_timestep: float = 0.0
     cache_frames: int = 4
     sink_frames: int = 1
+    reference: str = "newest_frame"
 
     def __post_init__(self):
         steps = np.asarray(self.denoising_steps, np.float64)
@@ -44,6 +48,8 @@ class StreamConfig:
         if self.sink_frames < 1 or self.cache_frames <= self.sink_frames:
             raise ValueError(f"stream config: need 1 <= sink_frames < cache_frames (the first frame is the sink), "
                              f"got sink_frames={self.sink_frames}, cache_frames={self.cache_frames}")
+        if self.reference not in ("newest_frame", "none"):
+            raise ValueError(f"stream config: reference must be 'newest_frame' or 'none', got {self.reference!r}")
 
     def sigmas(self) -> np.ndarray:
         """The K noise levels the student visits, float32 [K] (shifted)."""
@@ -73,7 +79,8 @@ def from_student(config) -> StreamConfig:
                          f"student (configs/student.py) streams")
     s = config.student
     return StreamConfig(denoising_steps=tuple(float(level) * NUM_TRAIN_TIMESTEPS for level in s.denoising_levels),
-                        shift=float(s.shift), cache_frames=int(s.cache_slots), sink_frames=int(s.sink_frames))
+                        shift=float(s.shift), cache_frames=int(s.cache_slots), sink_frames=int(s.sink_frames),
+                        reference=str(s.get("reference", "newest_frame")))
 
 
 def get_config(scale: str = "tiny") -> ml_collections.ConfigDict:

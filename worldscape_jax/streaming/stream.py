@@ -160,6 +160,10 @@ def _cond(spec: StreamSpec, vae_params, ref_frame, ref_c2w, chunk_c2w, intrinsic
     `ref_frame` at `ref_c2w`: latents 1.. of the teacher clip that starts there (None without channels)."""
     if not spec.uses_control:
         return None
+    if spec.stream.reference == "none":  # zero channels: the past comes through the cache only
+        h, w = spec.latent_hw
+        return jnp.zeros((ref_frame.shape[0], spec.dit.frames_per_chunk, h, w, spec.dit.in_dim - spec.dit.out_dim),
+                         ref_frame.dtype)
     c2w = jnp.concatenate([ref_c2w[:, None], chunk_c2w], axis=1)
     per_frame = jnp.broadcast_to(intrinsics[:, None], (*c2w.shape[:2], 4))
     cond = reference_conditions(vae_params, spec.vae, ref_frame, c2w, per_frame, turn_warp=spec.dit.camera_turn_warp)

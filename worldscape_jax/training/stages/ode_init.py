@@ -187,7 +187,10 @@ def loss_fn(params, batch, rng, config):
     x_t = jnp.take_along_axis(states, frame_level[:, None, :, None, None, None], axis=1)[:, 0]
     sigma = jnp.concatenate([student.denoising_sigmas(config), jnp.zeros((1,))])[frame_level]
     rays = student.sequence_rays(config, batch["c2w"], batch["intrinsics"])
-    v = student.apply_dit(params, config, x_t, flow.sigma_to_timestep(sigma), batch["cond"], rays,
+    cond = batch["cond"]
+    if student.reference_mode(config) == "none":  # the pairs keep every chunk's conditioning; this student sees latent 0's
+        cond = cond.at[:, 1:].set(0.0)
+    v = student.apply_dit(params, config, x_t, flow.sigma_to_timestep(sigma), cond, rays,
                           causal=student.causal_spec(config))
     x0 = flow.x0_from_velocity(x_t, v, sigma)
     clean = states[:, -1]

@@ -112,12 +112,19 @@ def teacher_latent_frames(config) -> int:
     return 1 + (config.teacher.frames - 1) // config.model.vae_stride[0]
 
 
-def first_frames_and_paths(config, count: int, split: str = "train", first_seed: int = 0) -> dict[str, np.ndarray]:
-    """`count` rollout inputs of `split`: the first frame uint8 [N, 1, H, W, 3], c2w and intrinsics of the path."""
+def truth_weight(config) -> float:
+    """Weight of the ground-truth anchor (`config.dmd.truth_weight`, 0 in older configs): see `loss_fn`."""
+    return float(config.dmd.get("truth_weight", 0.0))
+
+
+def first_frames_and_paths(config, count: int, split: str = "train", first_seed: int = 0,
+                           with_video: bool = False) -> dict[str, np.ndarray]:
+    """`count` rollout inputs of `split`: the first frame uint8 [N, 1, H, W, 3], c2w and intrinsics of the path;
+    with_video also the whole path rendered, "video" uint8 [N, F, H, W, 3] (the ground-truth anchor's target)."""
     d, frames = config.data, rollout_frames(config)
     families = teacher.training_families(config)
     intrinsics = np.tile(intrinsics_from_fov(synth_clips.FOV_X_DEG, d.height, d.width), (frames, 1))
-    out = {"first_frame": [], "c2w": [], "intrinsics": []}
+    out = {"first_frame": [], "c2w": [], "intrinsics": [], **({"video": []} if with_video else {})}
     seed = first_seed
     with tqdm(total=count, desc=f"self_forcing: {split} first frames", unit="frame") as bar:
         while len(out["c2w"]) < count:
@@ -125,9 +132,13 @@ def first_frames_and_paths(config, count: int, split: str = "train", first_seed:
                 traj_seed = d.seed * 7919 + seed
                 c2w = synth_clips.camera_path(families[traj_seed % len(families)], frames, traj_seed,
                                               synth_clips.start_pose(traj_seed), families[0])
-                rgb = render_frames(navigation_scene(seed, synth_clips.FREE_RADIUS), c2w[:1], intrinsics[:1],
-                                    d.height, d.width, synth_clips.DEFAULT_SUPERSAMPLE).rgb
-                out["first_frame"].append(np.clip(np.round(np.asarray(rgb) * 255.0), 0, 255).astype(np.uint8))
+                rendered = frames if with_video else 1
+                rgb = render_frames(navigation_scene(seed, synth_clips.FREE_RADIUS), c2w[:rendered],
+                                    intrinsics[:rendered], d.height, d.width, synth_clips.DEFAULT_SUPERSAMPLE).rgb
+                video = np.clip(np.round(np.asarray(rgb) * 255.0), 0, 255).astype(np.uint8)
+                out["first_frame"].append(video[:1])
+                if with_video:
+                    out["video"].append(video)
                 out["c2w"].append(np.asarray(c2w, np.float32))
                 out["intrinsics"].append(intrinsics.astype(np.float32))
                 bar.update(1)
@@ -137,7 +148,7 @@ def first_frames_and_paths(config, count: int, split: str = "train", first_seed:
 
 def make_dataset(config, process_index, process_count):
     """Batches of (first frame, camera path) from the train split, reshuffled each epoch."""
-    arrays = first_frames_and_paths(config, config.data.rollout_examples)
+    arrays = first_frames_and_paths(config, config.data.rollout_examples, with_video=truth_weight(config) > 0)
     count = arrays["c2w"].shape[0]
 
     def example(index: int) -> dict[str, np.ndarray]:
@@ -201,8 +212,21 @@ def dmd_loss(x_gen, x0_real, x0_fake):
     return 0.5 * jnp.mean(jnp.square(x_gen - target))
 
 
+def _truth_mse(latents, video, vae):
+    """Mean squared error of the rollout's generated latents [B, 1 + N c, ...] against the ground-truth path's
+    encoding (SynthWorld renders the rollout's own camera path), latent 0 (the given frame) left out."""
+    truth = jax.lax.stop_gradient(vae_lib.encode(vae[0], to_unit_range(video), vae[1]))
+    return jnp.mean(jnp.square(latents[:, 1:] - truth[:, 1:]))
+
+
 def loss_fn(params, batch, rng, config):
-    """DMD on every teacher window of one Self-Forcing rollout + the critic's flow matching on them."""
+    """DMD on every teacher window of one Self-Forcing rollout + the critic's flow matching on them.
+
+    With `config.dmd.truth_weight` w > 0 the generator's loss also has w times the mean squared error of
+    every generated chunk (the exit forward, the only one with gradients) against the ground truth of the
+    rollout's path. DMD alone cannot see drift: each teacher window is conditioned on a frame of the
+    student's own rollout, so a degraded stream is judged against a teacher continuing the degradation;
+    the anchor penalises the distance from the real path at every chunk of the rollout."""
     vae = (jax.lax.stop_gradient(params["vae"]), vae_config(config))
     k_exit, k_roll, k_sigma, k_eps, k_sigma_c, k_eps_c = jax.random.split(rng, 6)
     levels = student.denoising_sigmas(config).shape[0]
@@ -231,4 +255,7 @@ def loss_fn(params, batch, rng, config):
 
     metrics = {"dmd_loss": generator_loss, "critic_loss": critic_loss, "exit_level": exit_level.astype(jnp.float32),
                "real_fake_gap": jnp.mean(jnp.abs(x0_fake - x0_real)), "latent_std": jnp.std(x_gen)}
+    if truth_weight(config) > 0:
+        metrics["truth_mse"] = _truth_mse(latents, batch["video"], vae)
+        generator_loss = generator_loss + truth_weight(config) * metrics["truth_mse"]
     return generator_loss + critic_loss, metrics

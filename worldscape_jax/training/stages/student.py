@@ -57,8 +57,36 @@ def reference_latent(cond: Float[Array, "b t h w c"], vae_config) -> Float[Array
     return cond[:, :1, ..., vae_config.z_dim:2 * vae_config.z_dim]
 
 
+REFERENCES = ("newest_frame", "none")
+
+
+def reference_mode(config) -> str:
+    """How chunks after the first see pixels: `config.student.reference` (older exports: newest_frame).
+
+    newest_frame: each chunk's control, first-frame and turn-warp channels are those of a teacher clip
+      that starts at the newest decoded frame (one VAE encode per chunk). Measured on 401-frame streams
+      (BENCHMARKS.md, "Long streams"), it feeds every chunk's errors into the next chunk's conditioning
+      through a decode and re-encode, and the stream drifts to noise within ~30 frames (an oracle
+      ground-truth reference frame removes the drift).
+    none: chunks after the first get zero conditioning channels (the teacher's "image dropped" input)
+      and see the past only through the KV cache, whose sink holds the given image for ever; the
+      camera rays stay relative to the newest frame. No VAE encode per chunk.
+    """
+    mode = config.student.get("reference", "newest_frame")
+    if mode not in REFERENCES:
+        raise ValueError(f"config.student.reference: {mode!r} is unknown; expected one of {REFERENCES}")
+    return mode
+
+
 def chunk_conditions(vae, config, ref_frame, c2w, intrinsics):
-    """Conditioning of one chunk: latents 1.. of the clip from `ref_frame` over c2w [B, 1 + 4c, 4, 4]."""
+    """Conditioning of one chunk: latents 1.. of the clip from `ref_frame` over c2w [B, 1 + 4c, 4, 4]
+    (with reference "none": zero channels of the same shape, and the same rays)."""
+    if reference_mode(config) == "none":
+        rays = camera_rays(config, c2w, intrinsics)[:, 1:]
+        _, vae_config = vae
+        b, c = ref_frame.shape[0], config.model.frames_per_chunk
+        h, w = ref_frame.shape[2] // vae_config.spatial_factor, ref_frame.shape[3] // vae_config.spatial_factor
+        return jnp.zeros((b, c, h, w, config.model.in_dim - config.model.out_dim), ref_frame.dtype), rays
     cond, rays = clip_conditions(vae, config, ref_frame, c2w, intrinsics)
     return cond[:, 1:], rays[:, 1:]
 

@@ -1,0 +1,81 @@
+"""Long streams (issue 17): PSNR against ground truth over hundreds of frames, for one or more students.
+
+  python launch/long_stream.py --models rolling_window=asset:student_tiny --scenes 8
+  python launch/long_stream.py --models with_window=runs/sf_rolling/export,without_window=runs/sf_nowindow/export \
+      --scenes 12 --steps 100 --plot docs/student_long_stream.png --out runs/long_stream.json
+
+Every student streams the same held-out SynthWorld scenes along the same random key paths
+(worldscape_jax/eval/long_stream.py: families `keys` and `holds`, 1 + 4 * steps frames; the default
+100 steps give 401 frames) over the rolling cache it was trained with. Prints, per student and path
+family, PSNR per quarter of the stream (mean ± std over scenes), the drift from the first quarter to
+the last, the last quarter's margin over the first frame held still, the largest chunk latent std
+and whether every chunk was finite; writes the figures as JSON and the plot as a PNG.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from absl import app, flags, logging
+
+from worldscape_jax import cli
+
+_MODELS = flags.DEFINE_list("models", ["student=asset:student_tiny"], "NAME=EXPORT pairs (export path or asset:NAME).")
+_MEMORY = flags.DEFINE_enum("memory", "rolling", ["rolling", "maco"], "KV cache of every stream.")
+_SCENES = flags.DEFINE_integer("scenes", 8, "Held-out scenes per path family.", lower_bound=1)
+_FIRST_SCENE = flags.DEFINE_integer("first_scene", 0, "Index of the first held-out scene.", lower_bound=0)
+_STEPS = flags.DEFINE_integer("steps", 100, "Latent steps per path (4 pixel frames each).", lower_bound=4)
+_FAMILIES = flags.DEFINE_list("families", ["keys", "holds"], "Path families (eval/long_stream.py).")
+_OUT = flags.DEFINE_string("out", "runs/long_stream.json", "JSON file for per-scene curves and the summary.")
+_PLOT = flags.DEFINE_string("plot", "runs/long_stream.png", "PNG of PSNR per block over time.")
+
+
+def _parse_models(pairs: list[str]) -> dict[str, str]:
+    models = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or not name or not path:
+            raise app.UsageError(f"--models: {pair!r} is not NAME=EXPORT (for example student=asset:student_tiny)")
+        models[name] = path
+    return models
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)
+    from worldscape_jax.eval import long_stream
+    from worldscape_jax.play.model_engine import load_model_engine
+
+    models = _parse_models(_MODELS.value)
+    for family in _FAMILIES.value:
+        if family not in long_stream.FAMILIES:
+            raise app.UsageError(f"--families: {family!r} is unknown; expected some of {sorted(long_stream.FAMILIES)}")
+    engines = {name: load_model_engine(path, memory=_MEMORY.value) for name, path in models.items()}
+    results = long_stream.evaluate_long_streams(engines, _FAMILIES.value, _SCENES.value, _STEPS.value,
+                                                _FIRST_SCENE.value)
+    summary = long_stream.summarise_long_streams(results, list(models))
+    for name in [*models, "first_frame"]:
+        for family, row in summary[name].items():
+            quarters = " ".join(f"{m:.2f}±{s:.2f}" for m, s in zip(row["quarters_mean"], row["quarters_std"]))
+            extra = (f" | finite {row['finite']} max latent std {row['max_latent_std']:.2f}" if "finite" in row else "")
+            print(f"{name:>16} {family:>5} ({row['scenes']} streams): quarters {quarters} dB | drift "
+                  f"{row['drift_mean']:.2f}±{row['drift_std']:.2f} dB | last quarter over first frame "
+                  f"{row['last_quarter_over_first_frame_mean']:+.2f}±{row['last_quarter_over_first_frame_std']:.2f} dB"
+                  f"{extra}")
+    for path in (_OUT.value, _PLOT.value):
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(_OUT.value, "w") as handle:
+        json.dump({"models": models, "memory": _MEMORY.value, "steps": _STEPS.value, "summary": summary,
+                   "streams": results}, handle, indent=1)
+    frames = 1 + 4 * _STEPS.value
+    long_stream.plot_long_streams(summary, list(models), _PLOT.value,
+                                  f"{frames}-frame streams, {_SCENES.value} held-out scenes x "
+                                  f"{len(_FAMILIES.value)} path families ({', '.join(_FAMILIES.value)}), "
+                                  f"{_MEMORY.value} cache: mean ± std")
+    print(f"wrote {_OUT.value} and {_PLOT.value}")
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,88 @@
+"""Long-stream evaluation (eval/long_stream.py): paths, per-block PSNR, the summary, the NaN flag.
+
+A stub engine that streams flat grey frames (and chosen latents) stands in for a student, so every
+figure has a naive reference computed here from the rendered ground truth."""
+
+import types
+
+import numpy as np
+import pytest
+
+from worldscape_jax.data.synthworld.clips import FREE_RADIUS, split_seeds
+from worldscape_jax.eval import long_stream
+from worldscape_jax.geometry.actions import actions_to_c2w
+from worldscape_jax.play.keys import script_to_chunks
+from worldscape_jax.play.scene_start import synthworld_start
+
+SIZE = 32
+
+
+class GreyEngine:
+    """Every chunk is 4 grey frames of `level`; its latents hold `latent` (NaN to fake a blow-up)."""
+
+    height = width = SIZE
+    frames_per_chunk = 1
+
+    def __init__(self, level: int, latent: float = 1.0):
+        self.level, self.latent = level, latent
+
+    def start(self, scene):
+        return types.SimpleNamespace(stream=types.SimpleNamespace(chunk_latents=np.zeros((1, 1, 4, 4, 16))), chunk=0)
+
+    def step(self, state, actions):
+        assert actions.shape == (1, 8)
+        latents = np.full((1, 1, 4, 4, 16), self.latent) * np.arange(16)  # std grows with `latent`
+        state = types.SimpleNamespace(stream=types.SimpleNamespace(chunk_latents=latents), chunk=state.chunk + 1)
+        return state, np.full((4, SIZE, SIZE, 3), self.level, np.uint8)
+
+
+def naive_psnr(a, b):
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 10 * np.log10(255.0**2 / mse)
+
+
+def test_paths_are_per_scene_and_family_deterministic_and_stay_in_the_free_radius():
+    paths = {(f, s): long_path for f in long_stream.FAMILIES for s in (1, 2)
+             for long_path in [long_stream.long_path(f, 60, s)]}
+    assert len(set(paths.values())) == len(paths)
+    assert long_stream.long_path("holds", 60, 1) == paths[("holds", 1)]
+    for script in paths.values():
+        c2w = actions_to_c2w(script)
+        assert len(c2w) == 1 + 4 * 60
+        assert np.linalg.norm(c2w[:, :3, 3] - c2w[0, :3, 3], axis=1).max() <= FREE_RADIUS - long_stream.PATH_MARGIN + 1e-6
+    with pytest.raises(ValueError, match="unknown"):
+        long_stream.long_path("orbit", 10, 1)
+
+
+def test_block_psnr_summary_and_finite_flag_against_naive_figures(tmp_path):
+    engines = {"grey": GreyEngine(128), "broken": GreyEngine(60, latent=np.nan)}
+    results = long_stream.evaluate_long_streams(engines, ["keys"], scenes=2, steps=8)
+    seeds = [int(s) for s in split_seeds("heldout", 2)]
+    assert sorted(results["keys"]) == sorted(seeds)
+    curves = []
+    for seed in seeds:
+        entry = results["keys"][seed]
+        scene = synthworld_start(seed, SIZE, SIZE)
+        truth = long_stream.truth_of(scene, script_to_chunks(entry["script"], 1))["video"]
+        assert len(truth) == 1 + 4 * 8
+        grey = np.full_like(truth, 128)
+        expected = [naive_psnr(grey[i:i + 4], truth[i:i + 4]) for i in range(1, len(truth), 4)]
+        np.testing.assert_allclose(entry["grey"]["blocks"], expected, rtol=1e-9)
+        np.testing.assert_allclose(entry["first_frame_blocks"],
+                                   [naive_psnr(np.broadcast_to(truth[:1], (4, *truth.shape[1:])), truth[i:i + 4])
+                                    for i in range(1, len(truth), 4)], rtol=1e-9)
+        np.testing.assert_allclose(entry["grey"]["latent_std"], np.std(np.arange(16)), rtol=1e-6)  # float32
+        assert entry["grey"]["finite"] and not entry["broken"]["finite"]
+        curves.append(expected)
+    summary = long_stream.summarise_long_streams(results, list(engines))
+    row = summary["grey"]["keys"]
+    quarters = np.asarray(curves).reshape(2, 4, 2).mean(axis=2)  # 8 blocks -> 4 quarters of 2
+    np.testing.assert_allclose(row["quarters_mean"], quarters.mean(0), rtol=1e-9)
+    np.testing.assert_allclose(row["drift_mean"], (quarters[:, 0] - quarters[:, 3]).mean(), rtol=1e-9)
+    assert row["finite"] and not summary["broken"]["keys"]["finite"]
+    assert summary["grey"]["all"]["scenes"] == 2
+    path = tmp_path / "drift.png"
+    long_stream.plot_long_streams(summary, list(engines), str(path), "test")
+    from PIL import Image
+    picture = np.asarray(Image.open(path).convert("L"), np.float64)
+    assert picture.shape[0] > 100 and picture.std() > 5  # drawn, not blank

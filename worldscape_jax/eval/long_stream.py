@@ -1,0 +1,148 @@
+"""Long streams against ground truth (issue 17): does a causal student stay stable far past the window
+it was trained on?
+
+A student streams held-out SynthWorld scenes along random key paths of two families for hundreds of
+frames; SynthWorld renders the ground truth along the same keys. Per 4-frame block: PSNR against
+ground truth, and the same for the stream's first frame held still (the "nothing moves" baseline,
+which a stream that drifts to texture falls below). Per chunk: whether the clean latents are finite
+and how large they are (a blow-up shows as a latent standard deviation far from the VAE's ~1).
+
+Path families (geometry.actions.random_actions, kept inside the scene's free radius):
+  keys   a player's presses: every step keeps its keys with probability 0.5, else draws a new move
+         and turn (every key, idling and two-key combinations occur);
+  holds  the same with probability 0.9: keys held for about ten steps, long pure turns and walks.
+Each (family, scene) has its own path, drawn from the scene's seed, so no two scenes share one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from jaxtyping import Float, UInt8
+from tqdm import tqdm
+
+from worldscape_jax.data.synthworld.clips import FREE_RADIUS, split_seeds
+from worldscape_jax.eval.revisit import block_psnr
+from worldscape_jax.geometry.actions import integrate, random_actions
+from worldscape_jax.play.keys import ACTION_KEYS, frame_deltas_of, script_to_chunks
+from worldscape_jax.play.scene_start import synthworld_start
+from worldscape_jax.streaming.revisit import render_clip
+
+FAMILIES = {"keys": 0.5, "holds": 0.9}   # family -> hold probability of random_actions
+PATH_MARGIN = 0.25                        # as SynthWorld's own "keys" family: stay this far inside the free radius
+
+
+def long_path(family: str, steps: int, scene_seed: int) -> str:
+    """The key script of `family` with `steps` latent steps for the scene `scene_seed`."""
+    if family not in FAMILIES:
+        raise ValueError(f"long stream: path family {family!r} is unknown; expected one of {sorted(FAMILIES)}")
+    seed = int(scene_seed) * len(FAMILIES) + sorted(FAMILIES).index(family)
+    return random_actions(steps, seed, hold_probability=FAMILIES[family], max_distance=FREE_RADIUS - PATH_MARGIN)
+
+
+@dataclasses.dataclass(frozen=True)
+class LongStream:
+    frames: UInt8[np.ndarray, "f h w 3"]          # frame 0 the given first frame
+    latent_std: Float[np.ndarray, " chunks"]       # standard deviation of each chunk's clean latents
+    finite: bool                                   # every chunk's latents finite
+
+
+def stream_engine(engine, scene, chunks: np.ndarray) -> LongStream:
+    """Streams the bool actions `chunks` [N, F, 8] from `scene` through a play engine (ModelEngine)."""
+    state = engine.start(scene)
+    frames, stds, finite = [scene.first_frame[None]], [], True
+    for actions in chunks:
+        state, chunk = engine.step(state, actions)
+        latents = np.asarray(state.stream.chunk_latents, np.float32)
+        finite &= bool(np.isfinite(latents).all())
+        stds.append(float(np.std(latents)))
+        frames.append(chunk)
+    return LongStream(np.concatenate(frames), np.asarray(stds), finite)
+
+
+def truth_of(scene, chunks: np.ndarray) -> dict:
+    """SynthWorld rendered along the keys of `chunks` from the scene's start pose."""
+    c2w = integrate(frame_deltas_of(chunks.reshape(-1, len(ACTION_KEYS))), scene.c2w).astype(np.float32)
+    return render_clip(scene.seed, c2w, scene.first_frame.shape[0], scene.first_frame.shape[1])
+
+
+def evaluate_long_streams(engines: dict, families: list[str], scenes: int, steps: int,
+                          first_scene: int = 0) -> dict:
+    """{family: {scene seed: {"script", "first_frame_blocks", engine name: {"blocks", "latent_std", "finite"}}}}.
+
+    Each scene's ground truth is rendered once and shared by the engines; PSNR per 4-frame block."""
+    seeds = split_seeds("heldout", first_scene + scenes)[first_scene:]
+    any_engine = next(iter(engines.values()))
+    results: dict = {}
+    jobs = [(family, seed) for family in families for seed in seeds]
+    for family, seed in tqdm(jobs, desc="long streams", unit="stream"):
+        scene = synthworld_start(int(seed), any_engine.height, any_engine.width)
+        script = long_path(family, steps, int(seed))
+        chunks = script_to_chunks(script, any_engine.frames_per_chunk)
+        truth = truth_of(scene, chunks)["video"]
+        still = np.broadcast_to(truth[:1], truth.shape)
+        entry = {"script": script, "first_frame_blocks": block_psnr(still, truth)}
+        for name, engine in engines.items():
+            stream = stream_engine(engine, scene, chunks)
+            entry[name] = {"blocks": block_psnr(stream.frames, truth), "latent_std": stream.latent_std.tolist(),
+                           "finite": stream.finite}
+        results.setdefault(family, {})[int(seed)] = entry
+    return results
+
+
+def summarise_long_streams(results: dict, engines: list[str]) -> dict:
+    """Per engine and family (and over all): mean ± std over scenes of PSNR in each quarter of the stream,
+    the drift (first quarter minus last quarter), the last quarter's margin over the first-frame baseline,
+    the largest chunk latent std, and whether every chunk was finite."""
+    summary = {}
+    for name in [*engines, "first_frame"]:
+        rows = {}
+        for family, scenes in [*results.items(), ("all", {f"{f}/{s}": e for f, d in results.items()
+                                                           for s, e in d.items()})]:
+            curves = np.asarray([_blocks(e, name) for e in scenes.values()], np.float64)
+            quarters = np.stack([q.mean(axis=1) for q in np.array_split(curves, 4, axis=1)], axis=1)
+            baseline = np.asarray([e["first_frame_blocks"] for e in scenes.values()], np.float64)
+            margin = quarters[:, -1] - np.array_split(baseline, 4, axis=1)[-1].mean(axis=1)
+            row = {"scenes": len(curves), "quarters_mean": quarters.mean(0).tolist(),
+                   "quarters_std": quarters.std(0).tolist(), "drift_mean": float((quarters[:, 0] - quarters[:, -1]).mean()),
+                   "drift_std": float((quarters[:, 0] - quarters[:, -1]).std()),
+                   "last_quarter_over_first_frame_mean": float(margin.mean()),
+                   "last_quarter_over_first_frame_std": float(margin.std()),
+                   "curve_mean": curves.mean(0).tolist(), "curve_std": curves.std(0).tolist()}
+            if name != "first_frame":
+                row["finite"] = all(e[name]["finite"] for e in scenes.values())
+                row["max_latent_std"] = float(max(max(e[name]["latent_std"]) for e in scenes.values()))
+            rows[family] = row
+        summary[name] = rows
+    return summary
+
+
+def _blocks(entry: dict, name: str) -> list[float]:
+    return entry["first_frame_blocks"] if name == "first_frame" else entry[name]["blocks"]
+
+
+def plot_long_streams(summary: dict, engines: list[str], path: str, title: str) -> None:
+    """PSNR per 4-frame block over time, mean ± std over all scenes and paths, one line per engine and the
+    first-frame baseline; the last quarter is shaded."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 3.6), dpi=120)
+    for name, colour in zip([*engines, "first_frame"], ["tab:blue", "tab:red", "tab:green", "tab:purple", "0.5"]):
+        row = summary[name]["all"]
+        mean, std = np.asarray(row["curve_mean"]), np.asarray(row["curve_std"])
+        frames = 1 + 4 * np.arange(len(mean)) + 1.5
+        label = "first frame held still" if name == "first_frame" else name
+        axis.plot(frames, mean, color=colour, label=f"{label} (last quarter {row['quarters_mean'][-1]:.2f} dB)")
+        axis.fill_between(frames, mean - std, mean + std, color=colour, alpha=0.15)
+    last = 1 + 4 * len(mean)
+    axis.axvspan(last * 0.75, last, color="0.9", zorder=0)
+    axis.set_xlabel("frame")
+    axis.set_ylabel("PSNR vs ground truth per 4-frame block (dB)")
+    axis.set_title(title, fontsize=9)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
