@@ -209,6 +209,41 @@ def _run(workdir, **fields):
     return read_jsonl(str(workdir / "metrics.jsonl")), state
 
 
+@pytest.mark.slow  # three rollout compilations: minutes on 2 cores
+def test_rollouts_over_maco_without_a_pool_equal_the_rolling_cache_and_with_one_differ():
+    """student.cache = maco trains with the inference cache (issue 18 item 6): with budget 0 and the same
+    slots it is the rolling rollout exactly; with a pool, memory enters the context and changes chunks."""
+    import ml_collections
+    config = micro_config()
+    config.student.rollout_chunks = 6
+    config.student.reference = "newest_frame"
+    frames = self_forcing.rollout_frames(config)
+    arrays = self_forcing.first_frames_and_paths(config, 1)
+    first = jnp.asarray(arrays["first_frame"], jnp.float32) / 127.5 - 1.0
+    params = self_forcing.init_params(jax.random.key(0), config)
+    vae = (params["vae"], self_forcing.vae_config(config))
+
+    def run(cache, **maco):
+        c = config.copy_and_resolve_references()
+        c.student.cache = cache
+        if maco:
+            c.maco = ml_collections.ConfigDict(maco)
+        go = jax.jit(lambda p: student.rollout(p, c, vae, first, jnp.asarray(arrays["c2w"]),
+                                               jnp.asarray(arrays["intrinsics"]), jax.random.key(1))[0])
+        return np.asarray(go(params["generator"]))
+
+    rolling = run("rolling")
+    assert rolling.shape[1] == 1 + (frames - 1) // 4
+    no_pool = run("maco", local=config.student.cache_slots - 1, budget=0, select=0)
+    np.testing.assert_allclose(no_pool, rolling, atol=1e-5)
+    # sink + 1 memory + 1 local = 3 context chunks: the rolling cache's context up to latent 3 (latent 1
+    # at its own position, just before the window), fewer chunks than the rolling cache's after it
+    with_pool = run("maco", local=1, budget=1, select=1, tau_mdl=1.0)
+    assert np.isfinite(with_pool).all()
+    np.testing.assert_allclose(with_pool[:, :4], rolling[:, :4], atol=1e-5)
+    assert np.abs(with_pool[:, 4:] - rolling[:, 4:]).max() > 1e-3
+
+
 def test_truth_mse_is_the_generated_latents_against_the_encoded_path_without_latent_0():
     config = micro_config()
     arrays = self_forcing.first_frames_and_paths(config, 2, with_video=True)

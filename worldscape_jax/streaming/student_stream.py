@@ -13,6 +13,8 @@ frame for frame (tests/streaming/test_revisit_eval.py). A c2w-driven step in the
 
 from __future__ import annotations
 
+import dataclasses
+
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -35,10 +37,9 @@ class StudentStreamState:
 
 
 def layout(config, batch: int, latent_hw: tuple[int, int]) -> CacheLayout:
-    """The cache layout of the student's DiT at latents of size latent_hw."""
-    m = build_dit(config.model).cfg
-    tokens = (latent_hw[0] // m.patch_size[1]) * (latent_hw[1] // m.patch_size[2])
-    return CacheLayout(m.num_layers, batch, tokens, m.num_heads, m.head_dim, jnp.dtype(m.dtype))
+    """The cache layout of the student's DiT at latents of size latent_hw (in the DiT's dtype)."""
+    return dataclasses.replace(student.cache_layout(config, batch, latent_hw),
+                               dtype=jnp.dtype(build_dit(config.model).cfg.dtype))
 
 
 def make_stream(params, config, vae, policy: CachePolicy):

@@ -26,7 +26,9 @@ from worldscape_jax.models import vae as vae_lib
 from worldscape_jax.models.conditioning import clip_camera_input, reference_conditions
 from worldscape_jax.models.dit import Causal, build_dit
 from worldscape_jax.models.kv_cache import init_kv_cache
-from worldscape_jax.streaming.rolling import insert_rolling
+from worldscape_jax.streaming.maco import MacoConfig, MacoPolicy
+from worldscape_jax.streaming.policy import CacheLayout
+from worldscape_jax.streaming.rolling import RollingPolicy
 from worldscape_jax.inference.teacher import camera_rays, clip_tokens, text_context, uses_turn_warp
 
 
@@ -117,6 +119,29 @@ def new_cache(config, batch: int, latent_hw: tuple[int, int]):
     return init_kv_cache(m.num_layers, batch, config.student.cache_slots, tokens, m.num_heads, m.head_dim)
 
 
+def cache_layout(config, batch: int, latent_hw: tuple[int, int]) -> CacheLayout:
+    """One latent frame's keys and values across the student's DiT (float32, as `new_cache`)."""
+    m = build_dit(config.model).cfg
+    tokens = (latent_hw[0] // m.patch_size[1]) * (latent_hw[1] // m.patch_size[2])
+    return CacheLayout(m.num_layers, batch, tokens, m.num_heads, m.head_dim)
+
+
+def rollout_policy(config):
+    """The KV cache of the student's rollouts: `config.student.cache` "rolling" (the default: the sink and
+    the newest frames, `cache_slots` in all) or "maco" (streaming/maco.py sized by the `maco` section),
+    so that a student meant to stream with MACO is trained with memory entries in its context (issue 18)."""
+    s = config.student
+    mode = s.get("cache", "rolling")
+    if mode == "rolling":
+        return RollingPolicy(int(s.cache_slots), int(s.sink_frames))
+    if mode == "maco":
+        if "maco" not in config:
+            raise ValueError("config.student.cache is 'maco' but the config has no maco section (local, budget, "
+                             "select, tau_mdl, alpha, lambda_, positions)")
+        return MacoPolicy(MacoConfig.from_config(config.maco), config.model.frames_per_chunk)
+    raise ValueError(f"config.student.cache: {mode!r} is unknown; expected 'rolling' or 'maco'")
+
+
 def _chunk_x0(params, config, x, sigma, cond, rays, cache, start):
     t = jnp.full(x.shape[:2], flow.sigma_to_timestep(sigma), jnp.float32)
     v, _ = apply_dit(params, config, x, t, cond, rays, cache=cache, start_frame=start)
@@ -141,12 +166,13 @@ def denoise_chunk(params, config, noise, cond, rays, cache, start, rng, exit_lev
     return _chunk_x0(params, config, x_exit, sigmas[exit_level], cond, rays, cache, start)
 
 
-def refresh(params, config, x0, cond, rays, cache, start):
-    """Write the clean chunk's keys and values (t = 0) into the rolling cache, without gradient."""
+def refresh(params, config, policy, policy_state, context, x0, cond, rays, start, pose):
+    """Write the clean chunk's keys and values (t = 0, over the chunk's `context`) through the cache
+    policy, without gradient."""
     x0 = jax.lax.stop_gradient(x0)
     _, (k, v) = apply_dit(jax.lax.stop_gradient(params), config, x0, jnp.zeros(x0.shape[:2]), cond, rays,
-                          cache=cache, start_frame=start)
-    return insert_rolling(cache, k, v, start, config.student.sink_frames)
+                          cache=context, start_frame=start)
+    return policy.update(policy_state, k, v, start, pose)
 
 
 def decode_chunk(vae, decode_cache, latents):
@@ -177,25 +203,30 @@ def rollout(params, config, vae, first_frame, c2w, intrinsics, rng, exit_level=N
 
     cond0, rays0 = clip_conditions(sg_vae, config, first_frame, c2w[:, :1 + p], intrinsics[:, :1 + p])
     latent0 = reference_latent(cond0, vae_config)
-    cache = refresh(params, config, latent0, cond0[:, :1], rays0[:, :1], new_cache(config, b, latent0.shape[2:4]), 0)
+    policy = rollout_policy(config)
+    state = policy.init(cache_layout(config, b, latent0.shape[2:4]))
+    state = refresh(params, config, policy, state, policy.context(state, c2w[:, 0]), latent0, cond0[:, :1],
+                    rays0[:, :1], 0, c2w[:, 0])
     _, decode_cache = decode_chunk(sg_vae, vae_lib.init_decode_cache(vae_config, b, latent0.shape[2:4]), latent0)
 
     def one_chunk(carry, inputs):
-        cache, decode_cache, ref_frame = carry
+        state, decode_cache, ref_frame = carry
         index, chunk_c2w, chunk_intrinsics, key = inputs
         start = 1 + c * index
         cond, rays = chunk_conditions(sg_vae, config, ref_frame, chunk_c2w, chunk_intrinsics)
         cond, rays = jax.lax.stop_gradient((cond, rays))
+        pose = chunk_c2w[:, -1]
+        context = policy.context(state, pose)
         noise_key, level_key = jax.random.split(key)
         noise = jax.random.normal(noise_key, (b, c, *latent0.shape[2:]), latent0.dtype)
-        x0 = denoise_chunk(params, config, noise, cond, rays, cache, start, level_key, exit_level)
-        cache = refresh(params, config, x0, cond, rays, cache, start)
+        x0 = denoise_chunk(params, config, noise, cond, rays, context, start, level_key, exit_level)
+        state = refresh(params, config, policy, state, context, x0, cond, rays, start, pose)
         last, decode_cache = decode_chunk(sg_vae, decode_cache, jax.lax.stop_gradient(x0))
-        return (cache, decode_cache, last), (x0, ref_frame)
+        return (state, decode_cache, last), (x0, ref_frame)
 
     inputs = (jnp.arange(num_chunks), chunk_windows(c2w, num_chunks, p, 1 + p),
               chunk_windows(intrinsics, num_chunks, p, 1 + p), jax.random.split(rng, num_chunks))
-    _, (chunks, ref_frames) = jax.lax.scan(one_chunk, (cache, decode_cache, first_frame), inputs)
+    _, (chunks, ref_frames) = jax.lax.scan(one_chunk, (state, decode_cache, first_frame), inputs)
     chunks = jnp.moveaxis(chunks, 0, 1).reshape(b, num_chunks * c, *latent0.shape[2:])
     return jnp.concatenate([latent0, chunks], axis=1), ref_frames
 
