@@ -29,6 +29,8 @@ _STEPS = flags.DEFINE_integer("steps", 100, "Latent steps per path (4 pixel fram
 _FAMILIES = flags.DEFINE_list("families", ["keys", "holds"], "Path families (eval/long_stream.py).")
 _OUT = flags.DEFINE_string("out", "runs/long_stream.json", "JSON file for per-scene curves and the summary.")
 _PLOT = flags.DEFINE_string("plot", "runs/long_stream.png", "PNG of PSNR per block over time.")
+_ORACLE = flags.DEFINE_bool("oracle_reference", False, "Diagnosis: replace each chunk's reference frame (the "
+                            "newest frame, which a newest_frame student is conditioned on) by the ground truth's.")
 
 
 def _parse_models(pairs: list[str]) -> dict[str, str]:
@@ -54,7 +56,7 @@ def main(argv):
             raise app.UsageError(f"--families: {family!r} is unknown; expected some of {sorted(long_stream.FAMILIES)}")
     engines = {name: load_model_engine(path, memory=_MEMORY.value) for name, path in models.items()}
     results = long_stream.evaluate_long_streams(engines, _FAMILIES.value, _SCENES.value, _STEPS.value,
-                                                _FIRST_SCENE.value)
+                                                _FIRST_SCENE.value, oracle_reference=_ORACLE.value)
     summary = long_stream.summarise_long_streams(results, list(models))
     for name in [*models, "first_frame"]:
         for family, row in summary[name].items():
@@ -67,13 +69,15 @@ def main(argv):
     for path in (_OUT.value, _PLOT.value):
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(_OUT.value, "w") as handle:
-        json.dump({"models": models, "memory": _MEMORY.value, "steps": _STEPS.value, "summary": summary,
+        json.dump({"models": models, "memory": _MEMORY.value, "steps": _STEPS.value, "oracle_reference": _ORACLE.value,
+                   "summary": summary,
                    "streams": results}, handle, indent=1)
     frames = 1 + 4 * _STEPS.value
     long_stream.plot_long_streams(summary, list(models), _PLOT.value,
                                   f"{frames}-frame streams, {_SCENES.value} held-out scenes x "
                                   f"{len(_FAMILIES.value)} path families ({', '.join(_FAMILIES.value)}), "
-                                  f"{_MEMORY.value} cache: mean ± std")
+                                  f"{_MEMORY.value} cache{', oracle reference frames' if _ORACLE.value else ''}: "
+                                  "mean ± std")
     print(f"wrote {_OUT.value} and {_PLOT.value}")
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Float, UInt8
 from tqdm import tqdm
@@ -25,6 +26,7 @@ from tqdm import tqdm
 from worldscape_jax.data.synthworld.clips import FREE_RADIUS, split_seeds
 from worldscape_jax.eval.revisit import block_psnr
 from worldscape_jax.geometry.actions import integrate, random_actions
+from worldscape_jax.inference.pixels import to_unit_range
 from worldscape_jax.play.keys import ACTION_KEYS, frame_deltas_of, script_to_chunks
 from worldscape_jax.play.scene_start import synthworld_start
 from worldscape_jax.streaming.revisit import render_clip
@@ -48,17 +50,28 @@ class LongStream:
     finite: bool                                   # every chunk's latents finite
 
 
-def stream_engine(engine, scene, chunks: np.ndarray) -> LongStream:
-    """Streams the bool actions `chunks` [N, F, 8] from `scene` through a play engine (ModelEngine)."""
+def stream_engine(engine, scene, chunks: np.ndarray, oracle_truth: np.ndarray | None = None) -> LongStream:
+    """Streams the bool actions `chunks` [N, F, 8] from `scene` through a play engine (ModelEngine).
+
+    oracle_truth (a diagnosis, uint8 [1 + N p, H, W, 3]): after every chunk the stream's newest frame, the
+    next chunk's reference for a newest_frame student, is replaced by the ground truth's."""
     state = engine.start(scene)
     frames, stds, finite = [scene.first_frame[None]], [], True
-    for actions in chunks:
+    for index, actions in enumerate(chunks):
         state, chunk = engine.step(state, actions)
+        if oracle_truth is not None:
+            state = _with_newest_frame(state, oracle_truth[(index + 1) * len(chunk)])
         latents = np.asarray(state.stream.chunk_latents, np.float32)
         finite &= bool(np.isfinite(latents).all())
         stds.append(float(np.std(latents)))
         frames.append(chunk)
     return LongStream(np.concatenate(frames), np.asarray(stds), finite)
+
+
+def _with_newest_frame(state, frame: np.ndarray):
+    last = state.stream.last_frame
+    newest = jnp.asarray(to_unit_range(frame)[None, None], last.dtype)
+    return dataclasses.replace(state, stream=state.stream.replace(last_frame=newest))
 
 
 def truth_of(scene, chunks: np.ndarray) -> dict:
@@ -68,10 +81,11 @@ def truth_of(scene, chunks: np.ndarray) -> dict:
 
 
 def evaluate_long_streams(engines: dict, families: list[str], scenes: int, steps: int,
-                          first_scene: int = 0) -> dict:
+                          first_scene: int = 0, oracle_reference: bool = False) -> dict:
     """{family: {scene seed: {"script", "first_frame_blocks", engine name: {"blocks", "latent_std", "finite"}}}}.
 
-    Each scene's ground truth is rendered once and shared by the engines; PSNR per 4-frame block."""
+    Each scene's ground truth is rendered once and shared by the engines; PSNR per 4-frame block.
+    oracle_reference: every chunk's reference frame is the ground truth's (see `stream_engine`)."""
     seeds = split_seeds("heldout", first_scene + scenes)[first_scene:]
     any_engine = next(iter(engines.values()))
     results: dict = {}
@@ -84,7 +98,7 @@ def evaluate_long_streams(engines: dict, families: list[str], scenes: int, steps
         still = np.broadcast_to(truth[:1], truth.shape)
         entry = {"script": script, "first_frame_blocks": block_psnr(still, truth)}
         for name, engine in engines.items():
-            stream = stream_engine(engine, scene, chunks)
+            stream = stream_engine(engine, scene, chunks, truth if oracle_reference else None)
             entry[name] = {"blocks": block_psnr(stream.frames, truth), "latent_std": stream.latent_std.tolist(),
                            "finite": stream.finite}
         results.setdefault(family, {})[int(seed)] = entry
