@@ -33,6 +33,10 @@ _CHUNKS = flags.DEFINE_integer("chunks", 100, "Chunks (latent frames) per path, 
 _FAMILIES = flags.DEFINE_list("families", None, "Revisit families (default: all of REVISIT_FAMILIES).")
 _POLICIES = flags.DEFINE_list("policies", None, "Policies (default: maco, maco_original, rolling, full).")
 _OUT = flags.DEFINE_string("out", "", "Optional JSON file for the per-stream figures (rewritten after each clip).")
+_MACO_SIZES = flags.DEFINE_enum("maco_sizes", "trained_span", ["trained_span", "paper"],
+                                "MACO sizes for an export without a maco section: trained_span (sink + 2 selected + "
+                                "local window = the cache the student was trained with, as the demo and play use) or "
+                                "paper (Figure 7: local 6, budget 4, select 2).")
 _FROM_JSON = flags.DEFINE_string("from_json", "", "Print the tables of a saved --out file (a whole or stopped run).")
 
 
@@ -80,7 +84,14 @@ def main(argv):
     if not student.is_student(config):
         raise app.UsageError(f"--model: {_MODEL.value} is a {config.get('stage')!r} export; expected a causal student")
     vae = load_vae(config.vae.checkpoint, config.vae.preset)
-    maco_config = MacoConfig.from_config(config.maco) if "maco" in config else MacoConfig()
+    if "maco" in config:
+        maco_config = MacoConfig.from_config(config.maco)
+    elif _MACO_SIZES.value == "trained_span":
+        from worldscape_jax.play.model_engine import trained_span_maco
+        from worldscape_jax.streaming.config import from_student
+        maco_config = MacoConfig.from_config(trained_span_maco(from_student(config), config.model.frames_per_chunk))
+    else:
+        maco_config = MacoConfig()
     per_chunk = student.pixels_per_chunk(config)
     named = policies(maco_config, config.student, _CHUNKS.value, config.model.frames_per_chunk)
     if _POLICIES.value:

@@ -32,6 +32,22 @@ def _timed(fn, *args):
     return video, time.perf_counter() - start
 
 
+def _decode_bound_fps(config, vae, repeats: int = 30) -> float:
+    """Pixel frames per second of the streaming VAE decode of one chunk (what every student step pays
+    after its DiT calls), batch 1, the median of `repeats` calls after compilation."""
+    from worldscape_jax.models import vae as vae_lib
+    from worldscape_jax.training.stages import student
+    params, vae_config = vae
+    h, w = config.data.height // vae_config.spatial_factor, config.data.width // vae_config.spatial_factor
+    latents = jax.random.normal(jax.random.key(0), (1, config.model.frames_per_chunk, h, w, vae_config.z_dim))
+    cache = vae_lib.init_decode_cache(vae_config, 1, (h, w))
+    _, cache = student.decode_chunk(vae, cache, latents[:, :1])  # past the first frame's special case
+    decode = jax.jit(lambda p, c, x: student.decode_chunk((p, vae_config), c, x))
+    jax.block_until_ready(decode(params, cache, latents))
+    seconds = [_timed(decode, params, cache, latents)[1] for _ in range(repeats)]
+    return student.pixels_per_chunk(config) / float(np.median(seconds))
+
+
 def main(argv):
     del argv
     from worldscape_jax.eval.video_eval import evaluate_clip
@@ -78,9 +94,14 @@ def main(argv):
         print(f"all paths, {name}: PSNR {np.mean([r[name]['psnr'] for r in rows.values()]):.2f} dB, "
               f"TA {np.mean([r[name]['trajectory_accuracy'] for r in rows.values()]):.2f}, "
               f"{np.median([r[name]['fps'] for r in rows.values()]):.1f} fps")
+    ceiling = _decode_bound_fps(s_config, vae)
+    teacher_fps = np.median([r["teacher"]["fps"] for r in rows.values()])
+    print(f"decode-bound ceiling: the student's streaming VAE decode alone runs at {ceiling:.0f} fps, "
+          f"{ceiling / teacher_fps:.1f}x the teacher's {teacher_fps:.1f} fps: no student step that decodes its "
+          f"frames can be faster here")
     if _OUT.value:
         with open(_OUT.value, "w") as f:
-            json.dump({"scenes": _SCENES.value, "rows": rows}, f, indent=1)
+            json.dump({"scenes": _SCENES.value, "rows": rows, "decode_bound_fps": ceiling}, f, indent=1)
 
 
 if __name__ == "__main__":
