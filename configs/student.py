@@ -56,7 +56,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         denoising_levels=(1.0, 0.75, 0.5, 0.25), shift=1.0 if tiny else 5.0,
         # Rolling KV cache: the sink (the first latent) + the most recent frames. tiny: 1 + 4 latent frames.
         cache_slots=5 if tiny else 24, sink_frames=1 if tiny else 3,
-        rollout_chunks=4 if tiny else 9,  # generated chunks per Self-Forcing rollout (> the teacher's window)
+        # Generated chunks per Self-Forcing rollout (> the teacher's window: the rolling window). tiny: 8 (33
+        # frames, 7 teacher windows); with the truth anchor they lasted longer than 4 on 401-frame streams.
+        rollout_chunks=8 if tiny else 9,
         # What chunks after the first are conditioned on (student.reference_mode): "none" (zero channels,
         # the past through the cache only) since the newest-frame reference drifted to noise in ~30 frames.
         reference="none",
@@ -77,8 +79,8 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         # allows a few hundred steps, and whose critic starts as the teacher (so it is close from step 0).
         critic_lr=1e-4 if tiny else 4e-7, generator_every=3 if tiny else 5,
         # Ground-truth anchor (self_forcing.loss_fn): weight of the rollout's latent MSE against the rendered
-        # path. 0 is the paper's DMD alone.
-        truth_weight=0.0,
+        # path; 0 is the paper's DMD alone. tiny: 1 (SynthWorld renders any path; BENCHMARKS.md "Long streams").
+        truth_weight=1.0 if tiny else 0.0,
     ))
     if stage == "ode_init":  # the student starts from the teacher's params (the trainer's init_from)
         config.init_from = config.teacher.checkpoint
