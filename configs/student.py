@@ -62,8 +62,15 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         # What chunks after the first are conditioned on (student.reference_mode): "none" (zero channels,
         # the past through the cache only) since the newest-frame reference drifted to noise in ~30 frames.
         reference="none",
+        # The rollout's KV cache: "rolling" (the sink + the newest frames, cache_slots in all) or "maco" (the
+        # maco section below), so that a student meant to stream with MACO trains with memory in its context.
+        cache="rolling",
         init_from="",  # Self-Forcing: the ODE-init export the generator starts from ("" = the teacher's params)
     ))
+    # MACO (streaming/maco.py, sizes in chunks) at the trained span: sink + select + local = the rolling cache's
+    # context (5 frames at tiny, 8 chunks at wan1_3b), pool of 4. The stream, play and demo read it from exports.
+    config.maco = ml_collections.ConfigDict(dict(local=2 if tiny else 5, budget=4, select=2, tau_mdl=0.7, alpha=0.5,
+                                                 lambda_=1.0, positions="fixed"))
     config.data = ml_collections.ConfigDict(dict(
         # the teacher's clips for the ODE pairs, read as the teacher stage reads them (training/stages/teacher.py)
         source="synthworld", path="", pose_dir="", frame_stride=1,

@@ -327,3 +327,19 @@ def test_committed_tiny_student_config_names_its_ode_pairs_and_teacher_cache():
     path = ode_init.pairs_path(config)
     assert path.startswith(config.data.cache_dir) and path.endswith(".array_record")
     assert student.reference_mode(config) == "none"
+
+
+@pytest.mark.parametrize("scale", ["tiny", "wan1_3b"])
+def test_the_student_configs_maco_section_is_its_trained_span(scale):
+    """The exported maco section (what play, the demo and the revisit bench stream with) holds exactly the
+    rolling cache's context: sink + select + local chunks = cache_slots frames."""
+    from worldscape_jax.play.model_engine import trained_span_maco
+    from worldscape_jax.streaming.config import from_student
+    from worldscape_jax.streaming.maco import MacoConfig
+    config = student_config.get_config(scale)
+    maco = MacoConfig.from_config(config.maco)
+    assert maco.context_chunks * config.model.frames_per_chunk == config.student.cache_slots
+    assert maco == MacoConfig.from_config(trained_span_maco(from_student(config), config.model.frames_per_chunk))
+    assert student.rollout_policy(config).slots == config.student.cache_slots  # the default: rolling
+    config.student.cache = "maco"
+    assert student.rollout_policy(config).config == maco
