@@ -36,7 +36,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         raise ValueError(f"configs/student.py: variants {variants}; expected at most one stage of {STAGES}")
     tiny = scale == "tiny"
     stage = variants[0] if variants else "self_forcing"
-    steps = {"ode_init": 600 if tiny else 3000, "self_forcing": 300 if tiny else 600}[stage]
+    steps = {"ode_init": 600 if tiny else 3000, "self_forcing": 600}[stage]
     batch = {"ode_init": 8 if tiny else 64, "self_forcing": 2 if tiny else 64}[stage]
     config = trainer_config(stage, total_steps=steps, global_batch=batch)
     # The teacher's DiT: at tiny the committed turn-warp teacher (asset:teacher_tiny) exactly.
