@@ -84,12 +84,9 @@ def main(argv):
     if not student.is_student(config):
         raise app.UsageError(f"--model: {_MODEL.value} is a {config.get('stage')!r} export; expected a causal student")
     vae = load_vae(config.vae.checkpoint, config.vae.preset)
-    if "maco" in config:
-        maco_config = MacoConfig.from_config(config.maco)
-    elif _MACO_SIZES.value == "trained_span":
-        from worldscape_jax.play.model_engine import trained_span_maco
-        from worldscape_jax.streaming.config import from_student
-        maco_config = MacoConfig.from_config(trained_span_maco(from_student(config), config.model.frames_per_chunk))
+    if "maco" in config or _MACO_SIZES.value == "trained_span":
+        from worldscape_jax.play.model_engine import student_maco_section
+        maco_config = MacoConfig.from_config(student_maco_section(config))
     else:
         maco_config = MacoConfig()
     per_chunk = student.pixels_per_chunk(config)

@@ -140,11 +140,17 @@ def load_model_engine(model: str, seed: int = 0, memory: str = "maco") -> ModelE
                           "(the student's architecture at random init) or --engine=synthworld")
     vae_params, vae_config = load_vae(config.vae.checkpoint, config.vae.preset)
     dit_config, stream_config = DiTConfig.from_config(config.model), from_student(config)
-    maco_section = config.get("maco") or trained_span_maco(stream_config, dit_config.frames_per_chunk)
-    policy = cache_policy(memory, stream_config, dit_config.frames_per_chunk, maco_section)
+    policy = cache_policy(memory, stream_config, dit_config.frames_per_chunk, student_maco_section(config))
     spec = streaming.StreamSpec.create(dit_config, vae_config, stream_config, height=config.data.height,
                                        width=config.data.width, policy=policy)
     return ModelEngine({"dit": params, "vae": vae_params}, spec, seed, model)
+
+
+def student_maco_section(config) -> dict:
+    """The MACO a student export streams with: its config's maco section, else `trained_span_maco`."""
+    if config.get("maco"):
+        return dict(config.maco)
+    return trained_span_maco(from_student(config), config.model.frames_per_chunk)
 
 
 def trained_span_maco(stream_config: streaming.StreamConfig, frames_per_chunk: int, select: int = 2,

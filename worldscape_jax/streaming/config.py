@@ -16,6 +16,7 @@ import numpy as np
 from worldscape_jax.diffusion.flow import NUM_TRAIN_TIMESTEPS, shift_sigma
 
 SELF_FORCING_STEPS = (1000.0, 750.0, 500.0, 250.0)  # research notes §1.3, before the shift
+REFERENCES = ("newest_frame", "none")  # what chunks after the first are conditioned on (see StreamConfig)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,8 +49,8 @@ class StreamConfig:
         if self.sink_frames < 1 or self.cache_frames <= self.sink_frames:
             raise ValueError(f"stream config: need 1 <= sink_frames < cache_frames (the first frame is the sink), "
                              f"got sink_frames={self.sink_frames}, cache_frames={self.cache_frames}")
-        if self.reference not in ("newest_frame", "none"):
-            raise ValueError(f"stream config: reference must be 'newest_frame' or 'none', got {self.reference!r}")
+        if self.reference not in REFERENCES:
+            raise ValueError(f"stream config: reference must be one of {REFERENCES}, got {self.reference!r}")
 
     def sigmas(self) -> np.ndarray:
         """The K noise levels the student visits, float32 [K] (shifted)."""

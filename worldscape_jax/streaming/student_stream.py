@@ -55,18 +55,14 @@ def make_stream(params, config, vae, policy: CachePolicy):
     k_levels = int(student.denoising_sigmas(config).shape[0])
     c = config.model.frames_per_chunk
 
-    def refresh(state_policy, context, x0, cond, rays, start, pose):
-        _, (k, v) = student.apply_dit(params, config, x0, jnp.zeros(x0.shape[:2]), cond, rays, cache=context,
-                                      start_frame=start)
-        return policy.update(state_policy, k, v, start, pose)
-
     @jax.jit
     def init(first_frame, c2w, intrinsics) -> StudentStreamState:
         cond0, rays0 = student.clip_conditions(vae_sg, config, first_frame, c2w, intrinsics)
         latent0 = student.reference_latent(cond0, vae_config)
         policy_state = policy.init(layout(config, first_frame.shape[0], latent0.shape[2:4]))
         context = policy.context(policy_state, c2w[:, 0])
-        policy_state = refresh(policy_state, context, latent0, cond0[:, :1], rays0[:, :1], jnp.int32(0), c2w[:, 0])
+        policy_state = student.refresh(params, config, policy, policy_state, context, latent0, cond0[:, :1],
+                                       rays0[:, :1], jnp.int32(0), c2w[:, 0])
         _, decode_cache = student.decode_chunk(vae_sg, vae_lib.init_decode_cache(vae_config, first_frame.shape[0],
                                                                                   latent0.shape[2:4]), latent0)
         return StudentStreamState(policy_state, decode_cache, first_frame, jnp.int32(1))
@@ -79,12 +75,9 @@ def make_stream(params, config, vae, policy: CachePolicy):
         noise_key, level_key = jax.random.split(rng)
         noise = jax.random.normal(noise_key, (c2w.shape[0], c, *cond.shape[2:4], vae_config.z_dim))
         x0 = student.denoise_chunk(params, config, noise, cond, rays, context, state.frame, level_key, k_levels - 1)
-        policy_state = refresh(state.policy_state, context, x0, cond, rays, state.frame, pose)
-        frames, decode_cache = [], state.decode_cache
-        for i in range(c):
-            video, _, decode_cache = vae_lib.decode_step(vae_params, decode_cache, x0[:, i:i + 1], vae_config)
-            frames.append(video)
-        frames = jnp.concatenate(frames, axis=1)
+        policy_state = student.refresh(params, config, policy, state.policy_state, context, x0, cond, rays,
+                                       state.frame, pose)
+        frames, decode_cache = student.decode_chunk(vae_sg, state.decode_cache, x0)
         return StudentStreamState(policy_state, decode_cache, frames[:, -1:], state.frame + c), frames
 
     return init, step

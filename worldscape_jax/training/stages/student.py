@@ -25,7 +25,7 @@ from worldscape_jax.diffusion import flow
 from worldscape_jax.models import vae as vae_lib
 from worldscape_jax.models.conditioning import clip_camera_input, reference_conditions
 from worldscape_jax.models.dit import Causal, build_dit
-from worldscape_jax.models.kv_cache import init_kv_cache
+from worldscape_jax.streaming.config import REFERENCES
 from worldscape_jax.streaming.maco import MacoConfig, MacoPolicy
 from worldscape_jax.streaming.policy import CacheLayout
 from worldscape_jax.streaming.rolling import RollingPolicy
@@ -57,9 +57,6 @@ def clip_conditions(vae, config, ref_frame: Float[Array, "b 1 h w 3"], c2w: Floa
 def reference_latent(cond: Float[Array, "b t h w c"], vae_config) -> Float[Array, "b 1 h w z"]:
     """The clean first-frame latent that `clip_conditions` put in channels [z, 2z) of latent 0."""
     return cond[:, :1, ..., vae_config.z_dim:2 * vae_config.z_dim]
-
-
-REFERENCES = ("newest_frame", "none")
 
 
 def reference_mode(config) -> str:
@@ -113,14 +110,8 @@ def causal_spec(config) -> Causal:
                   sink=s.sink_frames // config.model.frames_per_chunk)
 
 
-def new_cache(config, batch: int, latent_hw: tuple[int, int]):
-    m = build_dit(config.model).cfg
-    tokens = (latent_hw[0] // m.patch_size[1]) * (latent_hw[1] // m.patch_size[2])
-    return init_kv_cache(m.num_layers, batch, config.student.cache_slots, tokens, m.num_heads, m.head_dim)
-
-
 def cache_layout(config, batch: int, latent_hw: tuple[int, int]) -> CacheLayout:
-    """One latent frame's keys and values across the student's DiT (float32, as `new_cache`)."""
+    """One latent frame's keys and values across the student's DiT (float32)."""
     m = build_dit(config.model).cfg
     tokens = (latent_hw[0] // m.patch_size[1]) * (latent_hw[1] // m.patch_size[2])
     return CacheLayout(m.num_layers, batch, tokens, m.num_heads, m.head_dim)
@@ -140,6 +131,12 @@ def rollout_policy(config):
                              "select, tau_mdl, alpha, lambda_, positions)")
         return MacoPolicy(MacoConfig.from_config(config.maco), config.model.frames_per_chunk)
     raise ValueError(f"config.student.cache: {mode!r} is unknown; expected 'rolling' or 'maco'")
+
+
+def new_cache(config, batch: int, latent_hw: tuple[int, int]):
+    """An empty rolling cache of `config.student.cache_slots` frames."""
+    s = config.student
+    return RollingPolicy(int(s.cache_slots), int(s.sink_frames)).init(cache_layout(config, batch, latent_hw))
 
 
 def _chunk_x0(params, config, x, sigma, cond, rays, cache, start):
@@ -176,11 +173,13 @@ def refresh(params, config, policy, policy_state, context, x0, cond, rays, start
 
 
 def decode_chunk(vae, decode_cache, latents):
-    """Stream-decode a chunk's latents [B, c, h, w, z]: (its last pixel frame [B, 1, H, W, 3], new cache)."""
+    """Stream-decode a chunk's latents [B, c, h, w, z]: (its pixel frames [B, P, H, W, 3], new cache)."""
     vae_params, vae_config = vae
+    frames = []
     for i in range(latents.shape[1]):
-        frames, _, decode_cache = vae_lib.decode_step(vae_params, decode_cache, latents[:, i:i + 1], vae_config)
-    return frames[:, -1:], decode_cache
+        video, _, decode_cache = vae_lib.decode_step(vae_params, decode_cache, latents[:, i:i + 1], vae_config)
+        frames.append(video)
+    return jnp.concatenate(frames, axis=1), decode_cache
 
 
 def rollout(params, config, vae, first_frame, c2w, intrinsics, rng, exit_level=None):
@@ -221,8 +220,8 @@ def rollout(params, config, vae, first_frame, c2w, intrinsics, rng, exit_level=N
         noise = jax.random.normal(noise_key, (b, c, *latent0.shape[2:]), latent0.dtype)
         x0 = denoise_chunk(params, config, noise, cond, rays, context, start, level_key, exit_level)
         state = refresh(params, config, policy, state, context, x0, cond, rays, start, pose)
-        last, decode_cache = decode_chunk(sg_vae, decode_cache, jax.lax.stop_gradient(x0))
-        return (state, decode_cache, last), (x0, ref_frame)
+        frames, decode_cache = decode_chunk(sg_vae, decode_cache, jax.lax.stop_gradient(x0))
+        return (state, decode_cache, frames[:, -1:]), (x0, ref_frame)
 
     inputs = (jnp.arange(num_chunks), chunk_windows(c2w, num_chunks, p, 1 + p),
               chunk_windows(intrinsics, num_chunks, p, 1 + p), jax.random.split(rng, num_chunks))
