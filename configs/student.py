@@ -62,6 +62,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         # What chunks after the first are conditioned on (student.reference_mode): "none" (zero channels,
         # the past through the cache only) since the newest-frame reference drifted to noise in ~30 frames.
         reference="none",
+        # With reference "newest_frame": std of the noise on the reference's control channels in every rollout
+        # and stream (conditioning.noised_control; GameNGen's noise augmentation against drift). 0 = none.
+        reference_noise=0.0,
         # The rollout's KV cache: "rolling" (the sink + the newest frames, cache_slots in all) or "maco" (the
         # maco section below), so that a student meant to stream with MACO trains with memory in its context.
         cache="rolling",

@@ -64,3 +64,23 @@ def test_clip_input_is_the_streams_chunks_side_by_side(frames_per_chunk):
     np.testing.assert_allclose(ours[:1], np.asarray(first), atol=1e-6)  # the first latent frame as the teacher's
     with pytest.raises(ValueError, match="whole number"):
         clip_camera_input(jnp.asarray(c2w[None, :-4]), intrinsics[:, :-4], H, W, STRIDE, 4)
+
+
+def test_noised_control_adds_sigma_times_a_normal_draw_to_the_control_channels_only():
+    """Against the closed form: channels [0, z) get sigma * N(rng) of shape [..., z], the rest are untouched;
+    sigma 0 is the identity and a negative sigma is refused."""
+    import jax
+
+    from worldscape_jax.models.conditioning import noised_control
+
+    z = 4
+    cond = jnp.asarray(np.random.default_rng(0).normal(size=(2, 3, 5, 5, 3 * z)), jnp.float32)
+    key = jax.random.key(7)
+    noised = np.asarray(noised_control(cond, z, 0.3, key))
+    expected = np.asarray(cond).copy()
+    expected[..., :z] += 0.3 * np.asarray(jax.random.normal(key, (2, 3, 5, 5, z)))
+    np.testing.assert_allclose(noised, expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(noised[..., z:], np.asarray(cond)[..., z:])
+    assert noised_control(cond, z, 0.0, key) is cond
+    with pytest.raises(ValueError, match="sigma must be >= 0"):
+        noised_control(cond, z, -0.1, key)

@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
@@ -72,6 +73,23 @@ def reference_conditions(vae_params, vae_config: VAEConfig, ref_frame: Float[Arr
     if turn_warp:
         cond = jnp.concatenate([cond, encode_turn_warp(vae_params, vae_config, ref_frame, c2w, intrinsics)], axis=-1)
     return cond
+
+
+def noised_control(cond: Float[Array, "b t h w c"], z_dim: int, sigma: float, rng) -> Float[Array, "b t h w c"]:
+    """`cond` with Gaussian noise of standard deviation `sigma` added to its control channels [0, z_dim).
+
+    Noise augmentation of a generated reference (GameNGen's fix for autoregressive drift): a chunk
+    conditioned on its predecessor's decoded frame learns not to copy that frame's errors exactly,
+    so each chunk's error is not handed on whole to the next. The control latent is where a chunk's
+    reference reaches it (latents 1.. of a teacher clip carry no first-frame channels), so only those
+    channels are noised. sigma = 0 returns `cond` unchanged.
+    """
+    if sigma == 0.0:
+        return cond
+    if sigma < 0.0:
+        raise ValueError(f"noised_control: sigma must be >= 0, got {sigma}")
+    noise = jax.random.normal(rng, (*cond.shape[:-1], z_dim), cond.dtype)
+    return cond.at[..., :z_dim].add(sigma * noise)
 
 
 def first_frame_latent(cond: Float[Array, "b t h w c2"], vae_config: VAEConfig) -> Float[Array, "b 1 h w z"]:

@@ -31,6 +31,8 @@ class StreamConfig:
     reference: what chunks after the first are conditioned on (training/stages/student.py
       `reference_mode`): "newest_frame" (the teacher clip from the newest decoded frame) or "none"
       (zero conditioning channels; the past comes through the cache only).
+    reference_noise: std of the Gaussian noise on a newest-frame reference's control channels
+      (`conditioning.noised_control`), the amount the student was trained with; 0 = none.
     """
 
     denoising_steps: tuple[float, ...] = SELF_FORCING_STEPS
@@ -39,6 +41,7 @@ class StreamConfig:
     cache_frames: int = 4
     sink_frames: int = 1
     reference: str = "newest_frame"
+    reference_noise: float = 0.0
 
     def __post_init__(self):
         steps = np.asarray(self.denoising_steps, np.float64)
@@ -51,6 +54,8 @@ class StreamConfig:
                              f"got sink_frames={self.sink_frames}, cache_frames={self.cache_frames}")
         if self.reference not in REFERENCES:
             raise ValueError(f"stream config: reference must be one of {REFERENCES}, got {self.reference!r}")
+        if not self.reference_noise >= 0.0:
+            raise ValueError(f"stream config: reference_noise must be >= 0, got {self.reference_noise}")
 
     def sigmas(self) -> np.ndarray:
         """The K noise levels the student visits, float32 [K] (shifted)."""
@@ -81,7 +86,8 @@ def from_student(config) -> StreamConfig:
     s = config.student
     return StreamConfig(denoising_steps=tuple(float(level) * NUM_TRAIN_TIMESTEPS for level in s.denoising_levels),
                         shift=float(s.shift), cache_frames=int(s.cache_slots), sink_frames=int(s.sink_frames),
-                        reference=str(s.get("reference", "newest_frame")))
+                        reference=str(s.get("reference", "newest_frame")),
+                        reference_noise=float(s.get("reference_noise", 0.0)))
 
 
 def get_config(scale: str = "tiny") -> ml_collections.ConfigDict:

@@ -40,7 +40,7 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 from worldscape_jax.diffusion.samplers import consistency_sample
 from worldscape_jax.geometry.actions import ActionConfig, advance_heading, held_keys_deltas
 from worldscape_jax.models import vae as vae_lib
-from worldscape_jax.models.conditioning import chunk_camera_input, reference_conditions
+from worldscape_jax.models.conditioning import chunk_camera_input, noised_control, reference_conditions
 from worldscape_jax.models.dit import Causal, DiTConfig, WanDiT
 from worldscape_jax.models.vae_config import VAEConfig
 from worldscape_jax.streaming.config import StreamConfig
@@ -155,9 +155,10 @@ def _camera(spec: StreamSpec, chunk_c2w, reference_c2w, intrinsics):
                               spec.vae.temporal_factor, with_ray_turn=spec.dit.camera_ray_turn)
 
 
-def _cond(spec: StreamSpec, vae_params, ref_frame, ref_c2w, chunk_c2w, intrinsics):
+def _cond(spec: StreamSpec, vae_params, ref_frame, ref_c2w, chunk_c2w, intrinsics, rng):
     """The conditioning channels of the chunk over `chunk_c2w` [B, P, 4, 4] whose newest earlier frame is
-    `ref_frame` at `ref_c2w`: latents 1.. of the teacher clip that starts there (None without channels)."""
+    `ref_frame` at `ref_c2w`: latents 1.. of the teacher clip that starts there, with the reference noise
+    the student was trained with (None without channels)."""
     if not spec.uses_control:
         return None
     if spec.stream.reference == "none":  # zero channels: the past comes through the cache only
@@ -167,7 +168,7 @@ def _cond(spec: StreamSpec, vae_params, ref_frame, ref_c2w, chunk_c2w, intrinsic
     c2w = jnp.concatenate([ref_c2w[:, None], chunk_c2w], axis=1)
     per_frame = jnp.broadcast_to(intrinsics[:, None], (*c2w.shape[:2], 4))
     cond = reference_conditions(vae_params, spec.vae, ref_frame, c2w, per_frame, turn_warp=spec.dit.camera_turn_warp)
-    return cond[:, 1:]
+    return noised_control(cond[:, 1:], spec.vae.z_dim, spec.stream.reference_noise, rng)
 
 
 def _check_init(spec: StreamSpec, first_frame, intrinsics, start_c2w):
@@ -231,10 +232,11 @@ def step(params: dict, state: StreamState, held: Bool[Array, "b f 8"]) -> tuple[
                          f"got {held.shape}")
     chunk_c2w, position, yaw, pitch = _advance(spec, state, held)
     camera = _camera(spec, chunk_c2w, state.c2w, state.intrinsics)
-    cond = _cond(spec, params["vae"], state.last_frame, state.c2w, chunk_c2w, state.intrinsics)
+    rng, noise_key, sample_key = jax.random.split(state.rng, 3)
+    cond = _cond(spec, params["vae"], state.last_frame, state.c2w, chunk_c2w, state.intrinsics,
+                 jax.random.fold_in(sample_key, 1))
     pose = chunk_c2w[:, -1]
     context = spec.policy.context(state.policy_state, pose)
-    rng, noise_key, sample_key = jax.random.split(state.rng, 3)
     causal = Causal()
 
     def denoise(x, t, _):

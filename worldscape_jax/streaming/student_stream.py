@@ -69,7 +69,8 @@ def make_stream(params, config, vae, policy: CachePolicy):
 
     @jax.jit
     def step(state: StudentStreamState, c2w, intrinsics, rng: PRNGKeyArray):
-        cond, rays = student.chunk_conditions(vae_sg, config, state.ref_frame, c2w, intrinsics)
+        cond, rays = student.chunk_conditions(vae_sg, config, state.ref_frame, c2w, intrinsics,
+                                              rng=jax.random.fold_in(rng, 1))
         pose = c2w[:, -1]
         context = policy.context(state.policy_state, pose)
         noise_key, level_key = jax.random.split(rng)

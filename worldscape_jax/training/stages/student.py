@@ -23,7 +23,7 @@ from jaxtyping import Array, Float
 
 from worldscape_jax.diffusion import flow
 from worldscape_jax.models import vae as vae_lib
-from worldscape_jax.models.conditioning import clip_camera_input, reference_conditions
+from worldscape_jax.models.conditioning import clip_camera_input, noised_control, reference_conditions
 from worldscape_jax.models.dit import Causal, build_dit
 from worldscape_jax.streaming.config import REFERENCES
 from worldscape_jax.streaming.maco import MacoConfig, MacoPolicy
@@ -77,9 +77,20 @@ def reference_mode(config) -> str:
     return mode
 
 
-def chunk_conditions(vae, config, ref_frame, c2w, intrinsics):
+def reference_noise(config) -> float:
+    """Std of the noise on a newest-frame reference's control channels (`config.student.reference_noise`,
+    0 in older configs; `conditioning.noised_control`). Training and streaming add the same amount."""
+    sigma = float(config.student.get("reference_noise", 0.0))
+    if sigma < 0.0:
+        raise ValueError(f"config.student.reference_noise must be >= 0, got {sigma}")
+    return sigma
+
+
+def chunk_conditions(vae, config, ref_frame, c2w, intrinsics, rng=None):
     """Conditioning of one chunk: latents 1.. of the clip from `ref_frame` over c2w [B, 1 + 4c, 4, 4]
-    (with reference "none": zero channels of the same shape, and the same rays)."""
+    (with reference "none": zero channels of the same shape, and the same rays). With `rng` and
+    `reference_noise` > 0 the control channels get that noise (a stream's chunks and a rollout's do;
+    the ODE pairs, written once, do not)."""
     if reference_mode(config) == "none":
         rays = camera_rays(config, c2w, intrinsics)[:, 1:]
         _, vae_config = vae
@@ -87,7 +98,10 @@ def chunk_conditions(vae, config, ref_frame, c2w, intrinsics):
         h, w = ref_frame.shape[2] // vae_config.spatial_factor, ref_frame.shape[3] // vae_config.spatial_factor
         return jnp.zeros((b, c, h, w, config.model.in_dim - config.model.out_dim), ref_frame.dtype), rays
     cond, rays = clip_conditions(vae, config, ref_frame, c2w, intrinsics)
-    return cond[:, 1:], rays[:, 1:]
+    cond = cond[:, 1:]
+    if rng is not None:
+        cond = noised_control(cond, vae[1].z_dim, reference_noise(config), rng)
+    return cond, rays[:, 1:]
 
 
 def chunk_windows(x: Array, num_chunks: int, step: int, length: int) -> Array:
@@ -212,7 +226,8 @@ def rollout(params, config, vae, first_frame, c2w, intrinsics, rng, exit_level=N
         state, decode_cache, ref_frame = carry
         index, chunk_c2w, chunk_intrinsics, key = inputs
         start = 1 + c * index
-        cond, rays = chunk_conditions(sg_vae, config, ref_frame, chunk_c2w, chunk_intrinsics)
+        cond, rays = chunk_conditions(sg_vae, config, ref_frame, chunk_c2w, chunk_intrinsics,
+                                      rng=jax.random.fold_in(key, 1))
         cond, rays = jax.lax.stop_gradient((cond, rays))
         pose = chunk_c2w[:, -1]
         context = policy.context(state, pose)
