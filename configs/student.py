@@ -65,6 +65,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         # With reference "newest_frame": std of the noise on the reference's control channels in every rollout
         # and stream (conditioning.noised_control; GameNGen's noise augmentation against drift). 0 = none.
         reference_noise=0.0,
+        # With reference "newest_frame": block size of the low pass on the reference before it is encoded
+        # (conditioning.low_pass): its layout passes on, not the fine texture in which drift grows. 1 = none.
+        reference_blur=1,
         # The rollout's KV cache: "rolling" (the sink + the newest frames, cache_slots in all) or "maco" (the
         # maco section below), so that a student meant to stream with MACO trains with memory in its context.
         cache="rolling",

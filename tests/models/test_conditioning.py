@@ -84,3 +84,29 @@ def test_noised_control_adds_sigma_times_a_normal_draw_to_the_control_channels_o
     assert noised_control(cond, z, 0.0, key) is cond
     with pytest.raises(ValueError, match="sigma must be >= 0"):
         noised_control(cond, z, -0.1, key)
+
+
+def test_low_pass_is_the_block_mean_brought_back_bilinearly():
+    """Against NumPy: block means of 4 x 4 pixels, then half-pixel-centred bilinear upsampling with edge clamp;
+    a constant image passes unchanged and factor 1 is the identity."""
+    from worldscape_jax.models.conditioning import low_pass
+
+    frames = np.random.default_rng(1).uniform(-1, 1, size=(1, 2, 8, 12, 3)).astype(np.float32)
+    blocks = frames.reshape(1, 2, 2, 4, 3, 4, 3).mean(axis=(3, 5))
+
+    def axis_weights(n_out, n_in):
+        centres = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+        low = np.floor(centres).astype(int)
+        high = np.minimum(low + 1, n_in - 1)
+        weights = np.zeros((n_out, n_in))
+        weights[np.arange(n_out), low] += 1 - (centres - low)
+        weights[np.arange(n_out), high] += centres - low
+        return weights
+
+    expected = np.einsum("hi,wj,bfijc->bfhwc", axis_weights(8, 2), axis_weights(12, 3), blocks)
+    np.testing.assert_allclose(np.asarray(low_pass(jnp.asarray(frames), 4)), expected, atol=1e-5)
+    constant = jnp.full((1, 1, 8, 12, 3), 0.3)
+    np.testing.assert_allclose(np.asarray(low_pass(constant, 4)), 0.3, atol=1e-6)
+    assert low_pass(jnp.asarray(frames), 1) is not None and np.array_equal(np.asarray(low_pass(jnp.asarray(frames), 1)), frames)
+    with pytest.raises(ValueError, match="divide the frame size"):
+        low_pass(jnp.asarray(frames), 5)

@@ -45,26 +45,28 @@ def test_the_stream_over_a_cache_policy_is_the_students_rollout():
     assert np.abs(video[1:].astype(int) - to_uint8(reference[0, 1:]).astype(int)).max() <= 1
 
 
-def with_reference(config, reference: str, noise: float):
+def with_reference(config, reference: str, noise: float, blur: int):
     config = config.copy_and_resolve_references()
     with config.unlocked():
-        config.student.reference, config.student.reference_noise = reference, noise
+        config.student.reference, config.student.reference_noise, config.student.reference_blur = reference, noise, blur
     return config
 
 
-def test_a_noised_newest_frame_stream_adds_the_noise_its_rollout_trained_with():
-    """reference newest_frame with reference_noise: the stream and the Self-Forcing rollout noise each chunk's
-    reference the same way (the same draw per chunk), so they stay equal; and the noise reaches the frames."""
+def test_a_noised_or_blurred_newest_frame_stream_conditions_as_its_rollout_trained():
+    """reference newest_frame with reference_noise or reference_blur: the stream and the Self-Forcing rollout
+    low-pass and noise each chunk's reference the same way (the same draw per chunk), so they stay equal;
+    and both settings reach the frames."""
     params, config, vae, clip, first, _ = streamed()
     c2w, intrinsics = jnp.asarray(clip["c2w"])[None], jnp.asarray(clip["intrinsics"])[None]
     videos = {}
-    for noise in (0.0, 0.4):
-        noised = with_reference(config, "newest_frame", noise)
-        stream = student_stream.make_stream(params, noised, vae, RollingPolicy(slots=CHUNKS, sink=1))
-        videos[noise] = revisit_eval.stream_along({"s": stream}, first, clip["intrinsics"][0], clip["c2w"], 4, SEED)["s"][0]
-        rollout = student.generate(params, noised, vae, first, c2w, intrinsics, jax.random.key(SEED))
-        assert np.abs(videos[noise][1:].astype(int) - to_uint8(rollout[0, 1:]).astype(int)).max() <= 1
-    assert np.abs(videos[0.4].astype(int) - videos[0.0].astype(int)).max() > 8
+    for name, noise, blur in (("plain", 0.0, 1), ("noised", 0.4, 1), ("blurred", 0.0, 4)):
+        variant = with_reference(config, "newest_frame", noise, blur)
+        stream = student_stream.make_stream(params, variant, vae, RollingPolicy(slots=CHUNKS, sink=1))
+        videos[name] = revisit_eval.stream_along({"s": stream}, first, clip["intrinsics"][0], clip["c2w"], 4, SEED)["s"][0]
+        rollout = student.generate(params, variant, vae, first, c2w, intrinsics, jax.random.key(SEED))
+        assert np.abs(videos[name][1:].astype(int) - to_uint8(rollout[0, 1:]).astype(int)).max() <= 1
+    for name in ("noised", "blurred"):
+        assert np.abs(videos[name].astype(int) - videos["plain"].astype(int)).max() > 2  # beyond rounding (<= 1)
 
 
 def test_a_full_cache_equals_a_rolling_cache_that_holds_everything():

@@ -92,6 +92,23 @@ def noised_control(cond: Float[Array, "b t h w c"], z_dim: int, sigma: float, rn
     return cond.at[..., :z_dim].add(sigma * noise)
 
 
+def low_pass(frames: Float[Array, "b f h w c"], factor: int) -> Float[Array, "b f h w c"]:
+    """`frames` averaged over factor x factor pixel blocks and brought back to full size bilinearly.
+
+    What a newest-frame reference passes on with `reference_blur`: its layout and colours, not its
+    fine texture. Drift in a stream conditioned on its own frames shows as high-frequency texture that
+    each chunk copies and sharpens; a low-passed reference cannot carry it from chunk to chunk.
+    factor 1 returns `frames` unchanged; H and W must be multiples of factor.
+    """
+    if factor == 1:
+        return frames
+    b, f, h, w, c = frames.shape
+    if factor < 1 or h % factor or w % factor:
+        raise ValueError(f"low_pass: factor must be >= 1 and divide the frame size {h}x{w}, got {factor}")
+    blocks = frames.reshape(b, f, h // factor, factor, w // factor, factor, c).mean(axis=(3, 5))
+    return jax.image.resize(blocks, frames.shape, method="linear")
+
+
 def first_frame_latent(cond: Float[Array, "b t h w c2"], vae_config: VAEConfig) -> Float[Array, "b 1 h w z"]:
     """The first-frame latent that `encode_conditions` put in its last z_dim channels of latent frame 0."""
     return cond[:, :1, ..., vae_config.z_dim:]

@@ -33,6 +33,8 @@ class StreamConfig:
       (zero conditioning channels; the past comes through the cache only).
     reference_noise: std of the Gaussian noise on a newest-frame reference's control channels
       (`conditioning.noised_control`), the amount the student was trained with; 0 = none.
+    reference_blur: block size of the low pass on a newest-frame reference before it is encoded
+      (`conditioning.low_pass`), as the student was trained; 1 = none.
     """
 
     denoising_steps: tuple[float, ...] = SELF_FORCING_STEPS
@@ -42,6 +44,7 @@ class StreamConfig:
     sink_frames: int = 1
     reference: str = "newest_frame"
     reference_noise: float = 0.0
+    reference_blur: int = 1
 
     def __post_init__(self):
         steps = np.asarray(self.denoising_steps, np.float64)
@@ -56,6 +59,8 @@ class StreamConfig:
             raise ValueError(f"stream config: reference must be one of {REFERENCES}, got {self.reference!r}")
         if not self.reference_noise >= 0.0:
             raise ValueError(f"stream config: reference_noise must be >= 0, got {self.reference_noise}")
+        if self.reference_blur < 1:
+            raise ValueError(f"stream config: reference_blur must be >= 1, got {self.reference_blur}")
 
     def sigmas(self) -> np.ndarray:
         """The K noise levels the student visits, float32 [K] (shifted)."""
@@ -87,7 +92,8 @@ def from_student(config) -> StreamConfig:
     return StreamConfig(denoising_steps=tuple(float(level) * NUM_TRAIN_TIMESTEPS for level in s.denoising_levels),
                         shift=float(s.shift), cache_frames=int(s.cache_slots), sink_frames=int(s.sink_frames),
                         reference=str(s.get("reference", "newest_frame")),
-                        reference_noise=float(s.get("reference_noise", 0.0)))
+                        reference_noise=float(s.get("reference_noise", 0.0)),
+                        reference_blur=int(s.get("reference_blur", 1)))
 
 
 def get_config(scale: str = "tiny") -> ml_collections.ConfigDict:

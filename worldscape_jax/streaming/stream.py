@@ -40,7 +40,7 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 from worldscape_jax.diffusion.samplers import consistency_sample
 from worldscape_jax.geometry.actions import ActionConfig, advance_heading, held_keys_deltas
 from worldscape_jax.models import vae as vae_lib
-from worldscape_jax.models.conditioning import chunk_camera_input, noised_control, reference_conditions
+from worldscape_jax.models.conditioning import chunk_camera_input, low_pass, noised_control, reference_conditions
 from worldscape_jax.models.dit import Causal, DiTConfig, WanDiT
 from worldscape_jax.models.vae_config import VAEConfig
 from worldscape_jax.streaming.config import StreamConfig
@@ -157,8 +157,8 @@ def _camera(spec: StreamSpec, chunk_c2w, reference_c2w, intrinsics):
 
 def _cond(spec: StreamSpec, vae_params, ref_frame, ref_c2w, chunk_c2w, intrinsics, rng):
     """The conditioning channels of the chunk over `chunk_c2w` [B, P, 4, 4] whose newest earlier frame is
-    `ref_frame` at `ref_c2w`: latents 1.. of the teacher clip that starts there, with the reference noise
-    the student was trained with (None without channels)."""
+    `ref_frame` at `ref_c2w`: latents 1.. of the teacher clip that starts there, with the reference blur
+    and noise the student was trained with (None without channels)."""
     if not spec.uses_control:
         return None
     if spec.stream.reference == "none":  # zero channels: the past comes through the cache only
@@ -167,7 +167,8 @@ def _cond(spec: StreamSpec, vae_params, ref_frame, ref_c2w, chunk_c2w, intrinsic
                          ref_frame.dtype)
     c2w = jnp.concatenate([ref_c2w[:, None], chunk_c2w], axis=1)
     per_frame = jnp.broadcast_to(intrinsics[:, None], (*c2w.shape[:2], 4))
-    cond = reference_conditions(vae_params, spec.vae, ref_frame, c2w, per_frame, turn_warp=spec.dit.camera_turn_warp)
+    cond = reference_conditions(vae_params, spec.vae, low_pass(ref_frame, spec.stream.reference_blur), c2w, per_frame,
+                                turn_warp=spec.dit.camera_turn_warp)
     return noised_control(cond[:, 1:], spec.vae.z_dim, spec.stream.reference_noise, rng)
 
 

@@ -23,7 +23,7 @@ from jaxtyping import Array, Float
 
 from worldscape_jax.diffusion import flow
 from worldscape_jax.models import vae as vae_lib
-from worldscape_jax.models.conditioning import clip_camera_input, noised_control, reference_conditions
+from worldscape_jax.models.conditioning import clip_camera_input, low_pass, noised_control, reference_conditions
 from worldscape_jax.models.dit import Causal, build_dit
 from worldscape_jax.streaming.config import REFERENCES
 from worldscape_jax.streaming.maco import MacoConfig, MacoPolicy
@@ -86,18 +86,28 @@ def reference_noise(config) -> float:
     return sigma
 
 
+def reference_blur(config) -> int:
+    """Block size of the low pass on a newest-frame reference before it is encoded (`config.student.reference_blur`,
+    1 = none, the default of older configs; `conditioning.low_pass`). Training and streaming use the same."""
+    factor = int(config.student.get("reference_blur", 1))
+    if factor < 1:
+        raise ValueError(f"config.student.reference_blur must be >= 1, got {factor}")
+    return factor
+
+
 def chunk_conditions(vae, config, ref_frame, c2w, intrinsics, rng=None):
     """Conditioning of one chunk: latents 1.. of the clip from `ref_frame` over c2w [B, 1 + 4c, 4, 4]
     (with reference "none": zero channels of the same shape, and the same rays). With `rng` and
     `reference_noise` > 0 the control channels get that noise (a stream's chunks and a rollout's do;
-    the ODE pairs, written once, do not)."""
+    the ODE pairs, written once, do not). With `reference_blur` > 1 the reference is low-passed first
+    (every caller)."""
     if reference_mode(config) == "none":
         rays = camera_rays(config, c2w, intrinsics)[:, 1:]
         _, vae_config = vae
         b, c = ref_frame.shape[0], config.model.frames_per_chunk
         h, w = ref_frame.shape[2] // vae_config.spatial_factor, ref_frame.shape[3] // vae_config.spatial_factor
         return jnp.zeros((b, c, h, w, config.model.in_dim - config.model.out_dim), ref_frame.dtype), rays
-    cond, rays = clip_conditions(vae, config, ref_frame, c2w, intrinsics)
+    cond, rays = clip_conditions(vae, config, low_pass(ref_frame, reference_blur(config)), c2w, intrinsics)
     cond = cond[:, 1:]
     if rng is not None:
         cond = noised_control(cond, vae[1].z_dim, reference_noise(config), rng)
