@@ -3,13 +3,16 @@
   python launch/long_stream.py --models rolling_window=asset:student_tiny --scenes 8
   python launch/long_stream.py --models with_window=runs/sf_rolling/export,without_window=runs/sf_nowindow/export \
       --scenes 12 --steps 100 --plot docs/student_long_stream.png --out runs/long_stream.json
+  python launch/long_stream.py --from_json runs/a.json,runs/b.json --plot docs/students.png   # runs side by side
 
 Every student streams the same held-out SynthWorld scenes along the same random key paths
 (worldscape_jax/eval/long_stream.py: families `keys` and `holds`, 1 + 4 * steps frames; the default
 100 steps give 401 frames) over the rolling cache it was trained with. Prints, per student and path
 family, PSNR per quarter of the stream (mean ± std over scenes), the drift from the first quarter to
 the last, the last quarter's margin over the first frame held still, the largest chunk latent std
-and whether every chunk was finite; writes the figures as JSON and the plot as a PNG.
+and whether every chunk was finite; writes the figures as JSON and the plot as a PNG. `--from_json`
+prints and plots saved runs together instead (they must share scenes, steps and cache: the same
+first-frame baseline).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ _OUT = flags.DEFINE_string("out", "runs/long_stream.json", "JSON file for per-sc
 _PLOT = flags.DEFINE_string("plot", "runs/long_stream.png", "PNG of PSNR per block over time.")
 _ORACLE = flags.DEFINE_bool("oracle_reference", False, "Diagnosis: replace each chunk's reference frame (the "
                             "newest frame, which a newest_frame student is conditioned on) by the ground truth's.")
+_FROM_JSON = flags.DEFINE_list("from_json", [], "Saved --out files to print and plot together (no streaming).")
 
 
 def _parse_models(pairs: list[str]) -> dict[str, str]:
@@ -43,6 +47,42 @@ def _parse_models(pairs: list[str]) -> dict[str, str]:
     return models
 
 
+def print_summary(summary: dict, names: list[str]) -> None:
+    for name in names:
+        for family, row in summary[name].items():
+            quarters = " ".join(f"{m:.2f}±{s:.2f}" for m, s in zip(row["quarters_mean"], row["quarters_std"]))
+            extra = (f" | finite {row['finite']} max latent std {row['max_latent_std']:.2f}" if "finite" in row else "")
+            print(f"{name:>16} {family:>5} ({row['scenes']} streams): quarters {quarters} dB | drift "
+                  f"{row['drift_mean']:.2f}±{row['drift_std']:.2f} dB | last quarter over first frame "
+                  f"{row['last_quarter_over_first_frame_mean']:+.2f}±{row['last_quarter_over_first_frame_std']:.2f} dB"
+                  f"{extra}")
+
+
+def merged_runs(long_stream, paths: list[str]) -> None:
+    """Print and plot saved runs together; they must share steps, cache and the first-frame baseline."""
+    summary, names, first = {}, [], None
+    for path in paths:
+        with open(path) as handle:
+            run = json.load(handle)
+        key = (run["steps"], run["memory"], json.dumps(run["summary"]["first_frame"], sort_keys=True))
+        if first is not None and key != first[1]:
+            raise app.UsageError(f"--from_json: {path} has other scenes, steps or cache than {first[0]} (its "
+                                 f"first-frame baseline, steps or memory differ); runs must share them")
+        first = first or (path, key)
+        for name in run["models"]:
+            if name in summary:
+                raise app.UsageError(f"--from_json: model name {name!r} appears in two runs ({path})")
+            summary[name] = run["summary"][name]
+            names.append(name)
+    summary["first_frame"] = json.loads(first[1][2])
+    print_summary(summary, [*names, "first_frame"])
+    steps = first[1][0]
+    long_stream.plot_long_streams(summary, names, _PLOT.value,
+                                  f"{1 + 4 * steps}-frame streams, {first[1][1]} cache, held-out scenes x path "
+                                  "families (saved runs): mean ± std")
+    print(f"wrote {_PLOT.value}")
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -50,6 +90,8 @@ def main(argv):
     from worldscape_jax.eval import long_stream
     from worldscape_jax.play.model_engine import load_model_engine
 
+    if _FROM_JSON.value:
+        return merged_runs(long_stream, _FROM_JSON.value)
     models = _parse_models(_MODELS.value)
     for family in _FAMILIES.value:
         if family not in long_stream.FAMILIES:
@@ -58,14 +100,7 @@ def main(argv):
     results = long_stream.evaluate_long_streams(engines, _FAMILIES.value, _SCENES.value, _STEPS.value,
                                                 _FIRST_SCENE.value, oracle_reference=_ORACLE.value)
     summary = long_stream.summarise_long_streams(results, list(models))
-    for name in [*models, "first_frame"]:
-        for family, row in summary[name].items():
-            quarters = " ".join(f"{m:.2f}±{s:.2f}" for m, s in zip(row["quarters_mean"], row["quarters_std"]))
-            extra = (f" | finite {row['finite']} max latent std {row['max_latent_std']:.2f}" if "finite" in row else "")
-            print(f"{name:>16} {family:>5} ({row['scenes']} streams): quarters {quarters} dB | drift "
-                  f"{row['drift_mean']:.2f}±{row['drift_std']:.2f} dB | last quarter over first frame "
-                  f"{row['last_quarter_over_first_frame_mean']:+.2f}±{row['last_quarter_over_first_frame_std']:.2f} dB"
-                  f"{extra}")
+    print_summary(summary, [*models, "first_frame"])
     for path in (_OUT.value, _PLOT.value):
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(_OUT.value, "w") as handle:

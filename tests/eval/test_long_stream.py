@@ -86,3 +86,40 @@ def test_block_psnr_summary_and_finite_flag_against_naive_figures(tmp_path):
     from PIL import Image
     picture = np.asarray(Image.open(path).convert("L"), np.float64)
     assert picture.shape[0] > 100 and picture.std() > 5  # drawn, not blank
+
+
+def _saved_run(path, name: str, baseline: float) -> str:
+    """A minimal saved run of launch/long_stream.py (one model, one family) with a given first-frame level."""
+    import json
+
+    def row(level):
+        return {"scenes": 2, "quarters_mean": [level] * 4, "quarters_std": [0.5] * 4, "drift_mean": 0.0,
+                "drift_std": 0.0, "last_quarter_over_first_frame_mean": level - baseline,
+                "last_quarter_over_first_frame_std": 0.0, "curve_mean": [level] * 8, "curve_std": [0.5] * 8}
+
+    summary = {name: {"keys": row(20.0), "all": row(20.0)}, "first_frame": {"keys": row(baseline), "all": row(baseline)}}
+    path.write_text(json.dumps({"models": {name: "export"}, "memory": "rolling", "steps": 8, "summary": summary}))
+    return str(path)
+
+
+def test_saved_runs_merge_only_when_they_share_the_baseline(tmp_path):
+    """--from_json prints and plots two runs together, and refuses runs over other scenes or a name used twice."""
+    import subprocess
+    import sys
+
+    a = _saved_run(tmp_path / "a.json", "alpha", 14.0)
+    b = _saved_run(tmp_path / "b.json", "beta", 14.0)
+    other = _saved_run(tmp_path / "other.json", "gamma", 12.0)
+    plot = tmp_path / "merged.png"
+
+    def merge(*paths):
+        return subprocess.run([sys.executable, "launch/long_stream.py", f"--from_json={','.join(paths)}",
+                               f"--plot={plot}"], capture_output=True, text=True, timeout=120)
+
+    done = merge(a, b)
+    assert done.returncode == 0, done.stderr
+    assert "alpha" in done.stdout and "beta" in done.stdout and plot.exists()
+    refused = merge(a, other)
+    assert refused.returncode != 0 and "other.json" in refused.stderr + refused.stdout
+    twice = merge(a, a)
+    assert twice.returncode != 0 and "'alpha' appears in two runs" in twice.stderr + twice.stdout
