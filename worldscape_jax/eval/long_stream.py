@@ -144,7 +144,8 @@ def plot_long_streams(summary: dict, engines: list[str], path: str, title: str) 
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(8, 3.6), dpi=120)
-    for name, colour in zip([*engines, "first_frame"], ["tab:blue", "tab:red", "tab:green", "tab:purple", "0.5"]):
+    colours = [plt.get_cmap("tab10")(i % 10) for i in range(len(engines))] + ["0.5"]  # the baseline in grey
+    for name, colour in zip([*engines, "first_frame"], colours):
         row = summary[name]["all"]
         mean, std = np.asarray(row["curve_mean"]), np.asarray(row["curve_std"])
         frames = 1 + 4 * np.arange(len(mean)) + 1.5
