@@ -60,26 +60,25 @@ def print_summary(summary: dict, names: list[str]) -> None:
 
 def merged_runs(long_stream, paths: list[str]) -> None:
     """Print and plot saved runs together; they must share steps, cache and the first-frame baseline."""
-    summary, names, first = {}, [], None
+    summary, names, shared, shared_by = {}, [], None, None
     for path in paths:
         with open(path) as handle:
             run = json.load(handle)
-        key = (run["steps"], run["memory"], json.dumps(run["summary"]["first_frame"], sort_keys=True))
-        if first is not None and key != first[1]:
-            raise app.UsageError(f"--from_json: {path} has other scenes, steps or cache than {first[0]} (its "
+        these = {"steps": run["steps"], "memory": run["memory"], "first_frame": run["summary"]["first_frame"]}
+        if shared is not None and these != shared:
+            raise app.UsageError(f"--from_json: {path} has other scenes, steps or cache than {shared_by} (its "
                                  f"first-frame baseline, steps or memory differ); runs must share them")
-        first = first or (path, key)
+        shared, shared_by = these, shared_by or path
         for name in run["models"]:
             if name in summary:
                 raise app.UsageError(f"--from_json: model name {name!r} appears in two runs ({path})")
             summary[name] = run["summary"][name]
             names.append(name)
-    summary["first_frame"] = json.loads(first[1][2])
+    summary["first_frame"] = shared["first_frame"]
     print_summary(summary, [*names, "first_frame"])
-    steps = first[1][0]
     long_stream.plot_long_streams(summary, names, _PLOT.value,
-                                  f"{1 + 4 * steps}-frame streams, {first[1][1]} cache, held-out scenes x path "
-                                  "families (saved runs): mean ± std")
+                                  f"{1 + 4 * shared['steps']}-frame streams, {shared['memory']} cache, held-out "
+                                  "scenes x path families (saved runs): mean ± std")
     print(f"wrote {_PLOT.value}")
 
 

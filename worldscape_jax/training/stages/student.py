@@ -25,7 +25,7 @@ from worldscape_jax.diffusion import flow
 from worldscape_jax.models import vae as vae_lib
 from worldscape_jax.models.conditioning import clip_camera_input, low_pass, noised_control, reference_conditions
 from worldscape_jax.models.dit import Causal, build_dit
-from worldscape_jax.streaming.config import REFERENCES
+from worldscape_jax.streaming.config import REFERENCES, from_student
 from worldscape_jax.streaming.maco import MacoConfig, MacoPolicy
 from worldscape_jax.streaming.policy import CacheLayout
 from worldscape_jax.streaming.rolling import RollingPolicy
@@ -77,24 +77,6 @@ def reference_mode(config) -> str:
     return mode
 
 
-def reference_noise(config) -> float:
-    """Std of the noise on a newest-frame reference's control channels (`config.student.reference_noise`,
-    0 in older configs; `conditioning.noised_control`). Training and streaming add the same amount."""
-    sigma = float(config.student.get("reference_noise", 0.0))
-    if sigma < 0.0:
-        raise ValueError(f"config.student.reference_noise must be >= 0, got {sigma}")
-    return sigma
-
-
-def reference_blur(config) -> int:
-    """Block size of the low pass on a newest-frame reference before it is encoded (`config.student.reference_blur`,
-    1 = none, the default of older configs; `conditioning.low_pass`). Training and streaming use the same."""
-    factor = int(config.student.get("reference_blur", 1))
-    if factor < 1:
-        raise ValueError(f"config.student.reference_blur must be >= 1, got {factor}")
-    return factor
-
-
 def chunk_conditions(vae, config, ref_frame, c2w, intrinsics, rng=None):
     """Conditioning of one chunk: latents 1.. of the clip from `ref_frame` over c2w [B, 1 + 4c, 4, 4]
     (with reference "none": zero channels of the same shape, and the same rays). With `rng` and
@@ -107,10 +89,11 @@ def chunk_conditions(vae, config, ref_frame, c2w, intrinsics, rng=None):
         b, c = ref_frame.shape[0], config.model.frames_per_chunk
         h, w = ref_frame.shape[2] // vae_config.spatial_factor, ref_frame.shape[3] // vae_config.spatial_factor
         return jnp.zeros((b, c, h, w, config.model.in_dim - config.model.out_dim), ref_frame.dtype), rays
-    cond, rays = clip_conditions(vae, config, low_pass(ref_frame, reference_blur(config)), c2w, intrinsics)
+    stream = from_student(config)  # the stream's own reading (and checks) of reference_blur and reference_noise
+    cond, rays = clip_conditions(vae, config, low_pass(ref_frame, stream.reference_blur), c2w, intrinsics)
     cond = cond[:, 1:]
     if rng is not None:
-        cond = noised_control(cond, vae[1].z_dim, reference_noise(config), rng)
+        cond = noised_control(cond, vae[1].z_dim, stream.reference_noise, rng)
     return cond, rays[:, 1:]
 
 
