@@ -18,11 +18,18 @@ with the tiny VAE, 1-latent-frame chunks; `wan1_3b` is `wan1_3b,control,camera,b
 48-channel layout; the stream passes no CLIP tokens, so the CLIP image branch, a 257-token
 cross-attention, is left out) with the wan2_1 VAE at 832x480, 3-latent-frame (12-frame) chunks and
 `streaming.config.get_config("wan1_3b")`. `--memory` picks the cache: the rolling window of the stream
-config, or MACO (streaming/maco.py, its default sizes).
+config, or MACO (streaming/maco.py, its default sizes). By default chunks are conditioned on the newest
+decoded frame (one VAE encode per chunk) with no turn-warp channels; `--reference=none` is the committed
+`asset:student_tiny`'s setting (no encode), and `--turn_warp` adds the warped frames' encode of a newest-frame
+turn-warp student:
+
+  python launch/bench_stream.py --reference=none --turn_warp          # as asset:student_tiny streams
+  python launch/bench_stream.py --turn_warp --reference_noise=0.5     # a newest-frame turn-warp student
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -55,6 +62,13 @@ _HEIGHT = flags.DEFINE_integer("height", None, "frame height in pixels (default:
 _WIDTH = flags.DEFINE_integer("width", None, "frame width in pixels (default: 64 tiny, 832 wan1_3b)")
 _WINDOW = flags.DEFINE_integer("window", None, "chunks in the first / last timing windows (default: 200 tiny, "
                                "5 wan1_3b)")
+_REFERENCE = flags.DEFINE_enum("reference", "newest_frame", ["newest_frame", "none"],
+                               "what chunks after the first are conditioned on (StreamConfig.reference): the newest "
+                               "decoded frame costs a VAE encode per chunk, none costs nothing")
+_TURN_WARP = flags.DEFINE_bool("turn_warp", False, "a DiT with the turn-warp channels (the committed tiny students "
+                               "have them); with --reference=newest_frame each chunk also encodes the warped frames")
+_REFERENCE_NOISE = flags.DEFINE_float("reference_noise", 0.0, "noise std on a newest-frame reference's control "
+                                      "channels (StreamConfig.reference_noise)")
 _SEED = flags.DEFINE_integer("seed", 0, "seed of the weights, the first frame and the keys")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "only trace: the shapes of the params, init_stream and step "
                              "(jax.eval_shape), nothing computed")
@@ -73,11 +87,14 @@ class CompileCounter:
             self.count += 1
 
 
-def build_spec(scale: str, height: int, width: int, memory: str) -> StreamSpec:
-    """The stream's static description at `scale`, with the rolling cache or MACO."""
+def build_spec(scale: str, height: int, width: int, memory: str, reference: str = "newest_frame",
+               turn_warp: bool = False, reference_noise: float = 0.0) -> StreamSpec:
+    """The stream's static description at `scale`, with the rolling cache or MACO, and the reference and
+    DiT input channels of the student it stands for."""
     dit_preset, vae_preset, _, _, _ = SCALES[scale]
-    dit_cfg = DiTConfig.from_config(dit_configs.get_config(dit_preset))
-    stream = StreamConfig.from_config(stream_config.get_config(scale))
+    dit_cfg = DiTConfig.from_config(dit_configs.get_config(dit_preset + (",turn_warp" if turn_warp else "")))
+    stream = dataclasses.replace(StreamConfig.from_config(stream_config.get_config(scale)), reference=reference,
+                                 reference_noise=reference_noise)
     policy = maco.MacoPolicy(maco.MacoConfig(), dit_cfg.frames_per_chunk) if memory == "maco" else None
     return StreamSpec.create(dit_cfg, get_vae_config(vae_preset), stream, height, width, policy=policy)
 
@@ -168,7 +185,8 @@ def stream(spec: StreamSpec, chunks: int, window: int, seed: int) -> dict:
 def report(figures: dict, window: int) -> None:
     f = figures
     print(f"stream: {f['scale']} student (4 steps + refresh) + VAE streaming decode, {f['height']}x{f['width']}, "
-          f"{f['memory']} cache, {f['chunks']} chunks = {f['chunks'] * f['frames_per_chunk']} frames, {f['device']}")
+          f"{f['memory']} cache, reference {f['reference']} (turn warp {f['turn_warp']}, noise "
+          f"{f['reference_noise']}), {f['chunks']} chunks = {f['chunks'] * f['frames_per_chunk']} frames, {f['device']}")
     print(f"  end to end:     {f['frames_per_s']:8.1f} frames/s ({f['ms_per_chunk']:.1f} ms per "
           f"{f['frames_per_chunk']}-frame chunk)")
     print(f"  startup:        init_stream {f['init_s_compile_included']:.2f} s (its compile included); step compile "
@@ -192,8 +210,9 @@ def main(argv):
     chunks, window = _CHUNKS.value or chunks, _WINDOW.value or window
     if chunks < 2 * window:
         raise app.UsageError(f"--chunks={chunks} must be at least twice --window={window}")
-    spec = build_spec(scale, height, width, _MEMORY.value)
-    figures = {"scale": scale, "memory": _MEMORY.value, "height": height, "width": width}
+    spec = build_spec(scale, height, width, _MEMORY.value, _REFERENCE.value, _TURN_WARP.value, _REFERENCE_NOISE.value)
+    figures = {"scale": scale, "memory": _MEMORY.value, "height": height, "width": width,
+               "reference": _REFERENCE.value, "turn_warp": _TURN_WARP.value, "reference_noise": _REFERENCE_NOISE.value}
     if _DRY_RUN.value:
         figures.update(shape_check(spec, _SEED.value), dry_run=True)
         print(f"bench_stream dry run ({scale}, {_MEMORY.value}): chunk frames {figures['frames_shape']}, params "
