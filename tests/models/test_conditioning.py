@@ -110,3 +110,31 @@ def test_low_pass_is_the_block_mean_brought_back_bilinearly():
     assert low_pass(jnp.asarray(frames), 1) is not None and np.array_equal(np.asarray(low_pass(jnp.asarray(frames), 1)), frames)
     with pytest.raises(ValueError, match="divide the frame size"):
         low_pass(jnp.asarray(frames), 5)
+
+
+@pytest.mark.parametrize("with_warp", [False, True])
+def test_reference_conditions_equal_the_teachers_separate_encodes(with_warp):
+    """The student's one batched encode per chunk gives what the teacher's path gives: `encode_conditions` of
+    [reference, black...] and, with the warp, `encode_turn_warp` of the reference over a turning path."""
+    import jax
+
+    from worldscape_jax.models import vae as vae_lib
+    from worldscape_jax.models.conditioning import encode_conditions, encode_turn_warp, reference_conditions
+    from worldscape_jax.models.vae_config import get_vae_config
+
+    vae_config = get_vae_config("tiny")
+    vae_params = vae_lib.init_params(vae_config, 0)
+    ref = jax.random.uniform(jax.random.key(3), (2, 1, 16, 16, 3), minval=-1, maxval=1)
+    c2w = jnp.asarray(np.stack([actions_to_c2w("e,w", start_c2w=np.eye(4, dtype=np.float32)),
+                                actions_to_c2w("q,d", start_c2w=np.eye(4, dtype=np.float32))])[:, :5])
+    intrinsics = jnp.broadcast_to(jnp.asarray(INTRINSICS), (2, 5, 4))
+    ours = np.asarray(reference_conditions(vae_params, vae_config, ref, c2w, intrinsics, turn_warp=with_warp))
+    video = jnp.concatenate([ref, jnp.zeros((2, 4, 16, 16, 3))], axis=1)  # frames after the first: any content
+    expected = [encode_conditions(vae_params, vae_config, video)]
+    if with_warp:
+        expected.append(encode_turn_warp(vae_params, vae_config, ref, c2w, intrinsics))
+    expected = np.asarray(jnp.concatenate(expected, axis=-1))
+    z = vae_config.z_dim
+    assert ours.shape == expected.shape == (2, 2, 4, 4, (3 if with_warp else 2) * z)
+    np.testing.assert_allclose(ours, expected, atol=1e-4, rtol=1e-4)
+    assert np.abs(ours[:, 0, ..., z:2 * z]).max() > 0 and not ours[:, 1:, ..., z:2 * z].any()
