@@ -114,8 +114,9 @@ def test_low_pass_is_the_block_mean_brought_back_bilinearly():
 
 @pytest.mark.parametrize("with_warp", [False, True])
 def test_reference_conditions_equal_the_teachers_separate_encodes(with_warp):
-    """The student's one batched encode per chunk gives what the teacher's path gives: `encode_conditions` of
-    [reference, black...] and, with the warp, `encode_turn_warp` of the reference over a turning path."""
+    """The student's per-chunk conditioning is the teacher's: `encode_conditions` of [reference, black...]
+    (whatever the later frames held) and, with the warp, `encode_turn_warp` of the reference over a turning
+    path; latent 0 alone carries the first-frame channels."""
     import jax
 
     from worldscape_jax.models import vae as vae_lib

@@ -26,9 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from worldscape_jax.geometry import reprojection
 from worldscape_jax.geometry.cameras import invert_pose, relative_to_first
 from worldscape_jax.geometry.plucker import plucker_rays, ray_turn
+from worldscape_jax.geometry.reprojection import turn_warp
 from worldscape_jax.models import vae as vae_lib
 from worldscape_jax.models.camera_encoder import pack_frames, pack_groups
 from worldscape_jax.models.vae_config import VAEConfig
@@ -53,7 +53,7 @@ def encode_conditions(vae_params, vae_config: VAEConfig, video: Float[Array, "b 
 def encode_turn_warp(vae_params, vae_config: VAEConfig, first_frame: Float[Array, "b 1 h w 3"],
                      c2w: Float[Array, "b f 4 4"], intrinsics: Float[Array, "b f 4"]) -> Float[Array, "b t h2 w2 z"]:
     """VAE latents of the first frame (in [-1, 1]) warped through every frame's turn: z_dim channels."""
-    return vae_lib.encode(vae_params, reprojection.turn_warp(first_frame[:, 0], c2w, intrinsics), vae_config)
+    return vae_lib.encode(vae_params, turn_warp(first_frame[:, 0], c2w, intrinsics), vae_config)
 
 
 def reference_conditions(vae_params, vae_config: VAEConfig, ref_frame: Float[Array, "b 1 h w 3"],
@@ -64,20 +64,15 @@ def reference_conditions(vae_params, vae_config: VAEConfig, ref_frame: Float[Arr
     frame then black) and, with `turn_warp`, the first frame warped through each frame's turn.
 
     The causal student conditions every chunk as latent 1.. of such a clip whose first frame is the
-    newest pixel frame the stream has (training/stages/student.py and streaming/stream.py both call this),
-    so it runs once per streamed chunk: the control and warped videos go through one batched encode, and
-    the first-frame latent is the control's latent 0 (the causal VAE encodes frame 0 alone). It equals
-    `encode_conditions` + `encode_turn_warp`, the teacher's own path (tests/test_conditioning.py).
+    newest pixel frame the stream has (training/stages/student.py and streaming/stream.py both call this).
     """
-    batch, frames = ref_frame.shape[0], c2w.shape[1]
-    black = -jnp.ones((batch, frames - 1, *ref_frame.shape[2:]), ref_frame.dtype)
-    videos = [jnp.concatenate([ref_frame, black], axis=1)]
+    frames = c2w.shape[1]
+    video = jnp.concatenate([ref_frame, jnp.zeros((ref_frame.shape[0], frames - 1, *ref_frame.shape[2:]),
+                                                   ref_frame.dtype)], axis=1)
+    cond = encode_conditions(vae_params, vae_config, video)
     if turn_warp:
-        videos.append(reprojection.turn_warp(ref_frame[:, 0], c2w, intrinsics).astype(ref_frame.dtype))
-    latents = vae_lib.encode(vae_params, jnp.concatenate(videos, axis=0), vae_config)
-    control = latents[:batch]
-    first = jnp.concatenate([control[:, :1], jnp.zeros_like(control[:, 1:])], axis=1)
-    return jnp.concatenate([control, first, *([latents[batch:]] if turn_warp else [])], axis=-1)
+        cond = jnp.concatenate([cond, encode_turn_warp(vae_params, vae_config, ref_frame, c2w, intrinsics)], axis=-1)
+    return cond
 
 
 def noised_control(cond: Float[Array, "b t h w c"], z_dim: int, sigma: float, rng) -> Float[Array, "b t h w c"]:
