@@ -9,8 +9,9 @@ Every student streams the same held-out SynthWorld scenes along the same random 
 (worldscape_jax/eval/long_stream.py: families `keys` and `holds`, 1 + 4 * steps frames; the default
 100 steps give 401 frames) over the rolling cache it was trained with. Prints, per student and path
 family, PSNR per quarter of the stream (mean ± std over scenes), the drift from the first quarter to
-the last, the last quarter's margin over the first frame held still, the largest chunk latent std
-and whether every chunk was finite; writes the figures as JSON and the plot as a PNG. `--from_json`
+the last, the last quarter's margin over the first frame held still, the largest chunk latent std,
+whether every chunk was finite, and the detail ratio in the first and last quarters (high-frequency
+energy over the truth's: above 1 the stream has turned to texture, below 1 it has blurred); writes the figures as JSON and the plot as a PNG. `--from_json`
 prints and plots saved runs together instead (they must share scenes, steps and cache: the same
 first-frame baseline).
 """
@@ -52,6 +53,9 @@ def print_summary(summary: dict, names: list[str]) -> None:
         for family, row in summary[name].items():
             quarters = " ".join(f"{m:.2f}±{s:.2f}" for m, s in zip(row["quarters_mean"], row["quarters_std"]))
             extra = (f" | finite {row['finite']} max latent std {row['max_latent_std']:.2f}" if "finite" in row else "")
+            if "detail_quarters_mean" in row:
+                extra += (f" | detail ratio q1 {row['detail_quarters_mean'][0]:.2f}±{row['detail_quarters_std'][0]:.2f}"
+                          f" q4 {row['detail_quarters_mean'][-1]:.2f}±{row['detail_quarters_std'][-1]:.2f}")
             print(f"{name:>16} {family:>5} ({row['scenes']} streams): quarters {quarters} dB | drift "
                   f"{row['drift_mean']:.2f}±{row['drift_std']:.2f} dB | last quarter over first frame "
                   f"{row['last_quarter_over_first_frame_mean']:+.2f}±{row['last_quarter_over_first_frame_std']:.2f} dB"

@@ -73,6 +73,7 @@ def test_block_psnr_summary_and_finite_flag_against_naive_figures(tmp_path):
                                     for i in range(1, len(truth), 4)], rtol=1e-9)
         np.testing.assert_allclose(entry["grey"]["latent_std"], np.std(np.arange(16)), rtol=1e-6)  # float32
         assert entry["grey"]["finite"] and not entry["broken"]["finite"]
+        assert entry["grey"]["detail"] == [0.0] * 8  # flat frames have no detail at all
         curves.append(expected)
     summary = long_stream.summarise_long_streams(results, list(engines))
     row = summary["grey"]["keys"]
@@ -80,6 +81,7 @@ def test_block_psnr_summary_and_finite_flag_against_naive_figures(tmp_path):
     np.testing.assert_allclose(row["quarters_mean"], quarters.mean(0), rtol=1e-9)
     np.testing.assert_allclose(row["drift_mean"], (quarters[:, 0] - quarters[:, 3]).mean(), rtol=1e-9)
     assert row["finite"] and not summary["broken"]["keys"]["finite"]
+    assert row["detail_quarters_mean"] == [0.0] * 4
     assert summary["grey"]["all"]["scenes"] == 2
     path = tmp_path / "drift.png"
     long_stream.plot_long_streams(summary, list(engines), str(path), "test")
@@ -123,3 +125,30 @@ def test_saved_runs_merge_only_when_they_share_the_baseline(tmp_path):
     assert refused.returncode != 0 and "other.json" in refused.stderr + refused.stdout
     twice = merge(a, a)
     assert twice.returncode != 0 and "'alpha' appears in two runs" in twice.stderr + twice.stdout
+
+
+def naive_detail(frame: np.ndarray) -> float:
+    """Mean |4-neighbour Laplacian| of the grey frame, pixel by pixel with replicated edges."""
+    grey = frame.astype(np.float64).mean(axis=-1)
+    h, w = grey.shape
+    at = lambda i, j: grey[min(max(i, 0), h - 1), min(max(j, 0), w - 1)]  # noqa: E731
+    return float(np.mean([[abs(at(i - 1, j) + at(i + 1, j) + at(i, j - 1) + at(i, j + 1) - 4 * grey[i, j])
+                           for j in range(w)] for i in range(h)]))
+
+
+def test_detail_ratio_against_naive_figures_is_one_for_the_truth_below_for_blur_above_for_noise():
+    rng = np.random.default_rng(0)
+    truth = synthworld_start(int(split_seeds("heldout", 1)[0]), SIZE, SIZE)
+    clip = long_stream.truth_of(truth, script_to_chunks("w*2", 1))["video"]  # 9 frames: 2 blocks
+    np.testing.assert_allclose(long_stream.frame_detail(clip[:3]), [naive_detail(f) for f in clip[:3]], rtol=1e-9)
+    assert long_stream.block_detail_ratio(clip, clip) == [1.0, 1.0]
+    blurred = clip.astype(np.float64)
+    blurred = (blurred + np.roll(blurred, 1, 1) + np.roll(blurred, 1, 2) + np.roll(blurred, (1, 1), (1, 2))) / 4
+    noisy = np.clip(clip + rng.normal(0, 25, clip.shape), 0, 255)
+    assert max(long_stream.block_detail_ratio(blurred.astype(np.uint8), clip)) < 0.9
+    assert min(long_stream.block_detail_ratio(noisy.astype(np.uint8), clip)) > 1.5
+    expected = [np.mean([naive_detail(f) for f in noisy.astype(np.uint8)[i:i + 4]])
+                / np.mean([naive_detail(f) for f in clip[i:i + 4]]) for i in (1, 5)]
+    np.testing.assert_allclose(long_stream.block_detail_ratio(noisy.astype(np.uint8), clip), expected, rtol=1e-9)
+    with pytest.raises(ValueError, match="must match"):
+        long_stream.block_detail_ratio(clip[:5], clip)

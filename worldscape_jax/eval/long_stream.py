@@ -4,7 +4,10 @@ it was trained on?
 A student streams held-out SynthWorld scenes along random key paths of two families for hundreds of
 frames; SynthWorld renders the ground truth along the same keys. Per 4-frame block: PSNR against
 ground truth, and the same for the stream's first frame held still (the "nothing moves" baseline,
-which a stream that drifts to texture falls below). Per chunk: whether the clean latents are finite
+which a stream that drifts to texture falls below); and the detail ratio (`block_detail_ratio`: the
+generated block's high-frequency energy over the ground truth's), because PSNR cannot tell a stream that
+dissolves into coloured noise from one that blurs: both sit a few dB under the truth, but noise has
+more detail than the truth (ratio > 1) and blur less (< 1). Per chunk: whether the clean latents are finite
 and how large they are (a blow-up shows as a latent standard deviation far from the VAE's ~1).
 
 Path families (geometry.actions.random_actions, kept inside the scene's free radius):
@@ -80,9 +83,30 @@ def truth_of(scene, chunks: np.ndarray) -> dict:
     return render_clip(scene.seed, c2w, scene.first_frame.shape[0], scene.first_frame.shape[1])
 
 
+def frame_detail(frames: UInt8[np.ndarray, "f h w 3"]) -> np.ndarray:
+    """[F] mean absolute 4-neighbour Laplacian of each frame's grey level (0-255, edges replicated)."""
+    grey = frames.astype(np.float64).mean(axis=-1)
+    padded = np.pad(grey, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    laplacian = (padded[:, :-2, 1:-1] + padded[:, 2:, 1:-1] + padded[:, 1:-1, :-2] + padded[:, 1:-1, 2:]
+                 - 4.0 * grey)
+    return np.abs(laplacian).mean(axis=(1, 2))
+
+
+def block_detail_ratio(generated: UInt8[np.ndarray, "f h w 3"], truth: UInt8[np.ndarray, "f h w 3"],
+                       block: int = 4) -> list[float]:
+    """Per block of `block` frames after the first (as `block_psnr`): the generated frames' mean detail
+    (`frame_detail`) over the ground truth's. 1 is the truth's sharpness; blur < 1; noise or texture > 1."""
+    if generated.shape != truth.shape or (len(truth) - 1) % block:
+        raise ValueError(f"block_detail_ratio: generated {generated.shape} and truth {truth.shape} must match "
+                         f"and hold 1 + {block} * blocks frames")
+    ours, theirs = frame_detail(generated), frame_detail(truth)
+    return [float(ours[i:i + block].mean() / max(theirs[i:i + block].mean(), 1e-6)) for i in range(1, len(truth), block)]
+
+
 def evaluate_long_streams(engines: dict, families: list[str], scenes: int, steps: int,
                           first_scene: int = 0, oracle_reference: bool = False) -> dict:
-    """{family: {scene seed: {"script", "first_frame_blocks", engine name: {"blocks", "latent_std", "finite"}}}}.
+    """{family: {scene seed: {"script", "first_frame_blocks", engine name: {"blocks", "detail", "latent_std",
+    "finite"}}}}.
 
     Each scene's ground truth is rendered once and shared by the engines; PSNR per 4-frame block.
     oracle_reference: every chunk's reference frame is the ground truth's (see `stream_engine`)."""
@@ -99,7 +123,8 @@ def evaluate_long_streams(engines: dict, families: list[str], scenes: int, steps
         entry = {"script": script, "first_frame_blocks": block_psnr(still, truth)}
         for name, engine in engines.items():
             stream = stream_engine(engine, scene, chunks, truth if oracle_reference else None)
-            entry[name] = {"blocks": block_psnr(stream.frames, truth), "latent_std": stream.latent_std.tolist(),
+            entry[name] = {"blocks": block_psnr(stream.frames, truth), "detail": block_detail_ratio(stream.frames, truth),
+                           "latent_std": stream.latent_std.tolist(),
                            "finite": stream.finite}
         results.setdefault(family, {})[int(seed)] = entry
     return results
@@ -108,7 +133,8 @@ def evaluate_long_streams(engines: dict, families: list[str], scenes: int, steps
 def summarise_long_streams(results: dict, engines: list[str]) -> dict:
     """Per engine and family (and over all): mean ± std over scenes of PSNR in each quarter of the stream,
     the drift (first quarter minus last quarter), the last quarter's margin over the first-frame baseline,
-    the largest chunk latent std, and whether every chunk was finite."""
+    the largest chunk latent std, whether every chunk was finite, and the detail ratio in the first and last
+    quarters (mean ± std over scenes; runs saved before it was measured have none)."""
     summary = {}
     for name in [*engines, "first_frame"]:
         rows = {}
@@ -127,6 +153,11 @@ def summarise_long_streams(results: dict, engines: list[str]) -> dict:
             if name != "first_frame":
                 row["finite"] = all(e[name]["finite"] for e in scenes.values())
                 row["max_latent_std"] = float(max(max(e[name]["latent_std"]) for e in scenes.values()))
+                if all("detail" in e[name] for e in scenes.values()):
+                    detail = np.asarray([e[name]["detail"] for e in scenes.values()], np.float64)
+                    parts = np.stack([q.mean(axis=1) for q in np.array_split(detail, 4, axis=1)], axis=1)
+                    row["detail_quarters_mean"] = parts.mean(0).tolist()
+                    row["detail_quarters_std"] = parts.std(0).tolist()
             rows[family] = row
         summary[name] = rows
     return summary
