@@ -63,7 +63,8 @@ def print_summary(summary: dict, names: list[str]) -> None:
 
 
 def merged_runs(long_stream, paths: list[str]) -> None:
-    """Print and plot saved runs together; they must share steps, cache and the first-frame baseline."""
+    """Print and plot saved runs together; they must share steps, cache and the first-frame baseline. A run
+    saved with its streams is summarised again, so it gains the figures added since it was written."""
     summary, names, shared, shared_by = {}, [], None, None
     for path in paths:
         with open(path) as handle:
@@ -73,10 +74,12 @@ def merged_runs(long_stream, paths: list[str]) -> None:
             raise app.UsageError(f"--from_json: {path} has other scenes, steps or cache than {shared_by} (its "
                                  f"first-frame baseline, steps or memory differ); runs must share them")
         shared, shared_by = these, shared_by or path
+        rows = (long_stream.summarise_long_streams(run["streams"], list(run["models"])) if "streams" in run
+                else run["summary"])
         for name in run["models"]:
             if name in summary:
                 raise app.UsageError(f"--from_json: model name {name!r} appears in two runs ({path})")
-            summary[name] = run["summary"][name]
+            summary[name] = rows[name]
             names.append(name)
     summary["first_frame"] = shared["first_frame"]
     print_summary(summary, [*names, "first_frame"])

@@ -127,6 +127,28 @@ def test_saved_runs_merge_only_when_they_share_the_baseline(tmp_path):
     assert twice.returncode != 0 and "'alpha' appears in two runs" in twice.stderr + twice.stdout
 
 
+def test_a_saved_run_with_its_streams_is_summarised_again_with_the_detail_ratio(tmp_path):
+    """A run saved before the detail ratio existed in its summary, but whose streams hold it, prints it merged."""
+    import json
+    import subprocess
+    import sys
+
+    entry = {"script": "w*8", "first_frame_blocks": [14.0] * 8,
+             "delta": {"blocks": [15.0] * 8, "detail": [0.5] * 4 + [1.5] * 4, "latent_std": [1.0] * 8, "finite": True}}
+    streams = {"keys": {"1": entry, "2": entry}}
+    summary = long_stream.summarise_long_streams(streams, ["delta"])
+    for row in summary["delta"].values():  # as a run written before the ratio was summarised
+        for key in [k for k in row if k.startswith("detail")]:
+            del row[key]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"models": {"delta": "export"}, "memory": "rolling", "steps": 8, "summary": summary,
+                                "streams": streams}))
+    done = subprocess.run([sys.executable, "launch/long_stream.py", f"--from_json={path}",
+                           f"--plot={tmp_path / 'p.png'}"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "detail ratio q1 0.50±0.00 q4 1.50±0.00" in done.stdout
+
+
 def naive_detail(frame: np.ndarray) -> float:
     """Mean |4-neighbour Laplacian| of the grey frame, pixel by pixel with replicated edges."""
     grey = frame.astype(np.float64).mean(axis=-1)

@@ -158,6 +158,7 @@ def summarise_long_streams(results: dict, engines: list[str]) -> dict:
                     parts = np.stack([q.mean(axis=1) for q in np.array_split(detail, 4, axis=1)], axis=1)
                     row["detail_quarters_mean"] = parts.mean(0).tolist()
                     row["detail_quarters_std"] = parts.std(0).tolist()
+                    row["detail_curve_mean"] = detail.mean(0).tolist()
             rows[family] = row
         summary[name] = rows
     return summary
@@ -169,26 +170,39 @@ def _blocks(entry: dict, name: str) -> list[float]:
 
 def plot_long_streams(summary: dict, engines: list[str], path: str, title: str) -> None:
     """PSNR per 4-frame block over time, mean ± std over all scenes and paths, one line per engine and the
-    first-frame baseline; the last quarter is shaded."""
+    first-frame baseline; the last quarter is shaded. Below it, when the runs measured it, each engine's
+    mean detail ratio per block (1 = the truth's sharpness)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(8, 3.6), dpi=120)
-    colours = [plt.get_cmap("tab10")(i % 10) for i in range(len(engines))] + ["0.5"]  # the baseline in grey
-    for name, colour in zip([*engines, "first_frame"], colours):
+    with_detail = [name for name in engines if "detail_curve_mean" in summary[name]["all"]]
+    figure, axes = plt.subplots(2 if with_detail else 1, 1, figsize=(8, 6.2 if with_detail else 3.6), dpi=120,
+                                sharex=True, squeeze=False, gridspec_kw={"height_ratios": [3, 2]} if with_detail else None)
+    axis = axes[0, 0]
+    colours = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(engines)} | {"first_frame": "0.5"}
+    for name in [*engines, "first_frame"]:
         row = summary[name]["all"]
         mean, std = np.asarray(row["curve_mean"]), np.asarray(row["curve_std"])
         frames = 1 + 4 * np.arange(len(mean)) + 1.5
         label = "first frame held still" if name == "first_frame" else name
-        axis.plot(frames, mean, color=colour, label=f"{label} (last quarter {row['quarters_mean'][-1]:.2f} dB)")
-        axis.fill_between(frames, mean - std, mean + std, color=colour, alpha=0.15)
+        axis.plot(frames, mean, color=colours[name], label=f"{label} (last quarter {row['quarters_mean'][-1]:.2f} dB)")
+        axis.fill_between(frames, mean - std, mean + std, color=colours[name], alpha=0.15)
     last = 1 + 4 * len(mean)
-    axis.axvspan(last * 0.75, last, color="0.9", zorder=0)
-    axis.set_xlabel("frame")
+    for shaded in axes[:, 0]:
+        shaded.axvspan(last * 0.75, last, color="0.9", zorder=0)
     axis.set_ylabel("PSNR vs ground truth per 4-frame block (dB)")
     axis.set_title(title, fontsize=9)
     axis.legend(fontsize=7)
+    if with_detail:
+        detail_axis = axes[1, 0]
+        for name in with_detail:
+            curve = np.asarray(summary[name]["all"]["detail_curve_mean"])
+            detail_axis.plot(1 + 4 * np.arange(len(curve)) + 1.5, curve, color=colours[name], label=name)
+        detail_axis.axhline(1.0, color="0.3", linestyle="--", linewidth=0.8)
+        detail_axis.set_ylabel("detail ratio (1 = truth;\n< 1 blur, > 1 texture)", fontsize=8)
+        detail_axis.legend(fontsize=7)
+    axes[-1, 0].set_xlabel("frame")
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
