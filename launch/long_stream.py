@@ -11,9 +11,9 @@ Every student streams the same held-out SynthWorld scenes along the same random 
 family, PSNR per quarter of the stream (mean ± std over scenes), the drift from the first quarter to
 the last, the last quarter's margin over the first frame held still, the largest chunk latent std,
 whether every chunk was finite, and the detail ratio in the first and last quarters (high-frequency
-energy over the truth's: above 1 the stream has turned to texture, below 1 it has blurred); writes the figures as JSON and the plot as a PNG. `--from_json`
-prints and plots saved runs together instead (they must share scenes, steps and cache: the same
-first-frame baseline).
+energy over the truth's: above 1 the stream has turned to texture, below 1 it has blurred); writes the
+figures as JSON and the plot as a PNG. `--from_json` prints and plots saved runs together instead (they
+must share scenes, steps and cache: the same first-frame baseline).
 """
 
 from __future__ import annotations

@@ -100,7 +100,8 @@ def block_detail_ratio(generated: UInt8[np.ndarray, "f h w 3"], truth: UInt8[np.
         raise ValueError(f"block_detail_ratio: generated {generated.shape} and truth {truth.shape} must match "
                          f"and hold 1 + {block} * blocks frames")
     ours, theirs = frame_detail(generated), frame_detail(truth)
-    return [float(ours[i:i + block].mean() / max(theirs[i:i + block].mean(), 1e-6)) for i in range(1, len(truth), block)]
+    return [float(ours[i:i + block].mean() / max(theirs[i:i + block].mean(), 1e-6))
+            for i in range(1, len(truth), block)]
 
 
 def evaluate_long_streams(engines: dict, families: list[str], scenes: int, steps: int,
@@ -123,9 +124,9 @@ def evaluate_long_streams(engines: dict, families: list[str], scenes: int, steps
         entry = {"script": script, "first_frame_blocks": block_psnr(still, truth)}
         for name, engine in engines.items():
             stream = stream_engine(engine, scene, chunks, truth if oracle_reference else None)
-            entry[name] = {"blocks": block_psnr(stream.frames, truth), "detail": block_detail_ratio(stream.frames, truth),
-                           "latent_std": stream.latent_std.tolist(),
-                           "finite": stream.finite}
+            entry[name] = {"blocks": block_psnr(stream.frames, truth),
+                           "detail": block_detail_ratio(stream.frames, truth),
+                           "latent_std": stream.latent_std.tolist(), "finite": stream.finite}
         results.setdefault(family, {})[int(seed)] = entry
     return results
 
@@ -141,9 +142,9 @@ def summarise_long_streams(results: dict, engines: list[str]) -> dict:
         for family, scenes in [*results.items(), ("all", {f"{f}/{s}": e for f, d in results.items()
                                                            for s, e in d.items()})]:
             curves = np.asarray([_blocks(e, name) for e in scenes.values()], np.float64)
-            quarters = np.stack([q.mean(axis=1) for q in np.array_split(curves, 4, axis=1)], axis=1)
+            quarters = _quarter_means(curves)
             baseline = np.asarray([e["first_frame_blocks"] for e in scenes.values()], np.float64)
-            margin = quarters[:, -1] - np.array_split(baseline, 4, axis=1)[-1].mean(axis=1)
+            margin = quarters[:, -1] - _quarter_means(baseline)[:, -1]
             row = {"scenes": len(curves), "quarters_mean": quarters.mean(0).tolist(),
                    "quarters_std": quarters.std(0).tolist(), "drift_mean": float((quarters[:, 0] - quarters[:, -1]).mean()),
                    "drift_std": float((quarters[:, 0] - quarters[:, -1]).std()),
@@ -155,13 +156,23 @@ def summarise_long_streams(results: dict, engines: list[str]) -> dict:
                 row["max_latent_std"] = float(max(max(e[name]["latent_std"]) for e in scenes.values()))
                 if all("detail" in e[name] for e in scenes.values()):
                     detail = np.asarray([e[name]["detail"] for e in scenes.values()], np.float64)
-                    parts = np.stack([q.mean(axis=1) for q in np.array_split(detail, 4, axis=1)], axis=1)
+                    parts = _quarter_means(detail)
                     row["detail_quarters_mean"] = parts.mean(0).tolist()
                     row["detail_quarters_std"] = parts.std(0).tolist()
                     row["detail_curve_mean"] = detail.mean(0).tolist()
             rows[family] = row
         summary[name] = rows
     return summary
+
+
+def _quarter_means(curves: np.ndarray) -> np.ndarray:
+    """[scenes, blocks] -> [scenes, 4]: each scene's mean over each quarter of its blocks."""
+    return np.stack([q.mean(axis=1) for q in np.array_split(curves, 4, axis=1)], axis=1)
+
+
+def _block_centres(blocks: int) -> np.ndarray:
+    """The middle frame of each 4-frame block after the given first frame (the plots' x axis)."""
+    return 1 + 4 * np.arange(blocks) + 1.5
 
 
 def _blocks(entry: dict, name: str) -> list[float]:
@@ -184,7 +195,7 @@ def plot_long_streams(summary: dict, engines: list[str], path: str, title: str) 
     for name in [*engines, "first_frame"]:
         row = summary[name]["all"]
         mean, std = np.asarray(row["curve_mean"]), np.asarray(row["curve_std"])
-        frames = 1 + 4 * np.arange(len(mean)) + 1.5
+        frames = _block_centres(len(mean))
         label = "first frame held still" if name == "first_frame" else name
         axis.plot(frames, mean, color=colours[name], label=f"{label} (last quarter {row['quarters_mean'][-1]:.2f} dB)")
         axis.fill_between(frames, mean - std, mean + std, color=colours[name], alpha=0.15)
@@ -198,7 +209,7 @@ def plot_long_streams(summary: dict, engines: list[str], path: str, title: str) 
         detail_axis = axes[1, 0]
         for name in with_detail:
             curve = np.asarray(summary[name]["all"]["detail_curve_mean"])
-            detail_axis.plot(1 + 4 * np.arange(len(curve)) + 1.5, curve, color=colours[name], label=name)
+            detail_axis.plot(_block_centres(len(curve)), curve, color=colours[name], label=name)
         detail_axis.axhline(1.0, color="0.3", linestyle="--", linewidth=0.8)
         detail_axis.set_ylabel("detail ratio (1 = truth;\n< 1 blur, > 1 texture)", fontsize=8)
         detail_axis.legend(fontsize=7)
