@@ -4,6 +4,7 @@
   python launch/long_stream.py --models with_window=runs/sf_rolling/export,without_window=runs/sf_nowindow/export \
       --scenes 12 --steps 100 --plot docs/student_long_stream.png --out runs/long_stream.json
   python launch/long_stream.py --from_json runs/a.json,runs/b.json --plot docs/students.png   # runs side by side
+  python launch/long_stream.py --from_json runs/a.json,runs/b.json --paired_with asset         # + paired gaps
 
 Every student streams the same held-out SynthWorld scenes along the same random key paths
 (worldscape_jax/eval/long_stream.py: families `keys` and `holds`, 1 + 4 * steps frames; the default
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 
+import numpy as np
 from absl import app, flags, logging
 
 from worldscape_jax import cli
@@ -36,6 +38,8 @@ _PLOT = flags.DEFINE_string("plot", "runs/long_stream.png", "PNG of PSNR per blo
 _ORACLE = flags.DEFINE_bool("oracle_reference", False, "Diagnosis: replace each chunk's reference frame (the "
                             "newest frame, which a newest_frame student is conditioned on) by the ground truth's.")
 _FROM_JSON = flags.DEFINE_list("from_json", [], "Saved --out files to print and plot together (no streaming).")
+_PAIRED_WITH = flags.DEFINE_string("paired_with", "", "With --from_json: also print every other model's PSNR minus "
+                                   "this model's, paired by stream, in the first and last quarters.")
 
 
 def _parse_models(pairs: list[str]) -> dict[str, str]:
@@ -62,10 +66,29 @@ def print_summary(summary: dict, names: list[str]) -> None:
                   f"{extra}")
 
 
+def print_paired(long_stream, streams: dict, names: list[str], baseline: str) -> None:
+    """Per model: its quarter PSNR minus `baseline`'s on the same stream, mean ± std over streams, and in how
+    many streams it is ahead. `streams` maps a model name to its {family: {seed: entry}} from a saved run."""
+    if baseline not in streams:
+        raise app.UsageError(f"--paired_with: {baseline!r} is none of the saved models with streams "
+                             f"{sorted(streams)}")
+
+    def quarters(name):
+        return long_stream.quarter_means(np.asarray([e[name]["blocks"] for family in streams[name].values()
+                                                     for e in family.values()], np.float64))
+
+    for name in names:
+        if name != baseline and name in streams:
+            gap = quarters(name) - quarters(baseline)
+            print(" | ".join(f"{name} - {baseline}, {label}: {gap[:, q].mean():+.2f} ± {gap[:, q].std():.2f} dB, "
+                             f"ahead in {(gap[:, q] > 0).sum()} of {len(gap)}"
+                             for label, q in (("first quarter", 0), ("last quarter", -1))))
+
+
 def merged_runs(long_stream, paths: list[str]) -> None:
     """Print and plot saved runs together; they must share steps, cache and the first-frame baseline. A run
     saved with its streams is summarised again, so it gains the figures added since it was written."""
-    summary, names, shared, shared_by = {}, [], None, None
+    summary, names, shared, shared_by, streams = {}, [], None, None, {}
     for path in paths:
         with open(path) as handle:
             run = json.load(handle)
@@ -81,8 +104,13 @@ def merged_runs(long_stream, paths: list[str]) -> None:
                 raise app.UsageError(f"--from_json: model name {name!r} appears in two runs ({path})")
             summary[name] = rows[name]
             names.append(name)
+            if "streams" in run:
+                streams[name] = {family: {seed: {name: e[name]} for seed, e in entries.items()}
+                                 for family, entries in run["streams"].items()}
     summary["first_frame"] = shared["first_frame"]
     print_summary(summary, [*names, "first_frame"])
+    if _PAIRED_WITH.value:
+        print_paired(long_stream, streams, names, _PAIRED_WITH.value)
     long_stream.plot_long_streams(summary, names, _PLOT.value,
                                   f"{1 + 4 * shared['steps']}-frame streams, {shared['memory']} cache, held-out "
                                   "scenes x path families (saved runs): mean ± std")

@@ -149,6 +149,39 @@ def test_a_saved_run_with_its_streams_is_summarised_again_with_the_detail_ratio(
     assert "detail ratio q1 0.50±0.00 q4 1.50±0.00" in done.stdout
 
 
+def test_paired_gaps_between_saved_runs_match_the_per_stream_differences(tmp_path):
+    """--paired_with prints each model's quarter PSNR minus the named model's, paired by stream, and refuses
+    a name that no saved run holds."""
+    import json
+    import subprocess
+    import sys
+
+    def saved(name, blocks_by_seed):
+        streams = {"keys": {seed: {"script": "w*8", "first_frame_blocks": [14.0] * 8,
+                                   name: {"blocks": blocks, "latent_std": [1.0] * 8, "finite": True}}
+                            for seed, blocks in blocks_by_seed.items()}}
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"models": {name: "export"}, "memory": "rolling", "steps": 8, "streams": streams,
+                                    "summary": long_stream.summarise_long_streams(streams, [name])}))
+        return str(path)
+
+    base = saved("base", {"1": [15.0] * 8, "2": [15.0] * 8})
+    other = saved("other", {"1": [16.0] * 6 + [18.0] * 2, "2": [15.0] * 6 + [14.0] * 2})
+
+    def merge(paired_with):
+        return subprocess.run([sys.executable, "launch/long_stream.py", f"--from_json={base},{other}",
+                               f"--paired_with={paired_with}", f"--plot={tmp_path / 'p.png'}"],
+                              capture_output=True, text=True, timeout=120)
+
+    done = merge("base")
+    assert done.returncode == 0, done.stderr
+    # stream 1: +1 and +3 dB; stream 2: 0 and -1 dB (first and last quarters)
+    assert "other - base, first quarter: +0.50 ± 0.50 dB, ahead in 1 of 2" in done.stdout
+    assert "other - base, last quarter: +1.00 ± 2.00 dB, ahead in 1 of 2" in done.stdout
+    refused = merge("nobody")
+    assert refused.returncode != 0 and "'nobody'" in refused.stderr + refused.stdout
+
+
 def naive_detail(frame: np.ndarray) -> float:
     """Mean |4-neighbour Laplacian| of the grey frame, pixel by pixel with replicated edges."""
     grey = frame.astype(np.float64).mean(axis=-1)

@@ -142,9 +142,9 @@ def summarise_long_streams(results: dict, engines: list[str]) -> dict:
         for family, scenes in [*results.items(), ("all", {f"{f}/{s}": e for f, d in results.items()
                                                            for s, e in d.items()})]:
             curves = np.asarray([_blocks(e, name) for e in scenes.values()], np.float64)
-            quarters = _quarter_means(curves)
+            quarters = quarter_means(curves)
             baseline = np.asarray([e["first_frame_blocks"] for e in scenes.values()], np.float64)
-            margin = quarters[:, -1] - _quarter_means(baseline)[:, -1]
+            margin = quarters[:, -1] - quarter_means(baseline)[:, -1]
             row = {"scenes": len(curves), "quarters_mean": quarters.mean(0).tolist(),
                    "quarters_std": quarters.std(0).tolist(), "drift_mean": float((quarters[:, 0] - quarters[:, -1]).mean()),
                    "drift_std": float((quarters[:, 0] - quarters[:, -1]).std()),
@@ -156,7 +156,7 @@ def summarise_long_streams(results: dict, engines: list[str]) -> dict:
                 row["max_latent_std"] = float(max(max(e[name]["latent_std"]) for e in scenes.values()))
                 if all("detail" in e[name] for e in scenes.values()):
                     detail = np.asarray([e[name]["detail"] for e in scenes.values()], np.float64)
-                    parts = _quarter_means(detail)
+                    parts = quarter_means(detail)
                     row["detail_quarters_mean"] = parts.mean(0).tolist()
                     row["detail_quarters_std"] = parts.std(0).tolist()
                     row["detail_curve_mean"] = detail.mean(0).tolist()
@@ -165,7 +165,7 @@ def summarise_long_streams(results: dict, engines: list[str]) -> dict:
     return summary
 
 
-def _quarter_means(curves: np.ndarray) -> np.ndarray:
+def quarter_means(curves: np.ndarray) -> np.ndarray:
     """[scenes, blocks] -> [scenes, 4]: each scene's mean over each quarter of its blocks."""
     return np.stack([q.mean(axis=1) for q in np.array_split(curves, 4, axis=1)], axis=1)
 
