@@ -94,6 +94,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         # Ground-truth anchor (self_forcing.loss_fn): weight of the rollout's latent MSE against the rendered
         # path; 0 is the paper's DMD alone. tiny: 1 (SynthWorld renders any path; BENCHMARKS.md "Long streams").
         truth_weight=1.0 if tiny else 0.0,
+        # The anchor's spatial average pool in latent pixels (self_forcing._truth_mse): 1 = every pixel, whose
+        # optimum is a blur; 4 at tiny anchors a 4x4 grid of 16x16-pixel blocks, layout and colour only.
+        truth_pool=1,
     ))
     if stage == "ode_init":  # the student starts from the teacher's params (the trainer's init_from)
         config.init_from = config.teacher.checkpoint

@@ -258,6 +258,36 @@ def test_truth_mse_is_the_generated_latents_against_the_encoded_path_without_lat
     np.testing.assert_allclose(float(got), expected, rtol=1e-5)
 
 
+def test_pooled_truth_mse_compares_block_means_so_detail_inside_a_block_is_free():
+    """truth_pool p: the MSE of p x p block means (a naive numpy loop); detail with zero block mean costs
+    nothing, a shift of a block's mean costs its square; p = 1 is the full-resolution MSE."""
+    config = micro_config()
+    arrays = self_forcing.first_frames_and_paths(config, 1, with_video=True)
+    vae = micro_vae(config)
+    truth = np.asarray(vae_lib.encode(vae[0], jnp.asarray(arrays["video"], jnp.float32) / 127.5 - 1.0, vae[1]))
+    b, t, h, w, c = truth.shape
+    checker = np.where((np.arange(h)[:, None] + np.arange(w)[None, :]) % 2 == 0, 1.0, -1.0)[None, None, :, :, None]
+    latents = truth + 0.7 * checker.astype(np.float32)  # zero mean over every 2 x 2 block
+    mse = lambda pool: float(self_forcing._truth_mse(jnp.asarray(latents), jnp.asarray(arrays["video"]), vae, pool))
+    np.testing.assert_allclose(mse(1), 0.49, rtol=1e-4)
+    assert mse(2) < 1e-8
+    latents[:, 1:, :2, :2] += 0.5  # one 2 x 2 block of every generated latent frame, every channel
+    naive = np.zeros((b, t - 1, h // 2, w // 2, c))
+    for i in range(h // 2):
+        for j in range(w // 2):
+            naive[:, :, i, j] = (latents - truth)[:, 1:, 2 * i:2 * i + 2, 2 * j:2 * j + 2].mean(axis=(2, 3))
+    np.testing.assert_allclose(mse(2), np.mean(np.square(naive)), rtol=1e-4)
+    np.testing.assert_allclose(mse(2), 0.25 / (h // 2 * w // 2), rtol=1e-4)
+
+
+@pytest.mark.parametrize("pool", [0, 3])
+def test_truth_pool_that_does_not_tile_the_latent_is_refused(pool):
+    config = micro_config()
+    config.dmd.truth_pool = pool
+    with pytest.raises(ValueError, match="config.dmd.truth_pool"):
+        self_forcing.truth_pool(config)
+
+
 @pytest.mark.slow
 def test_truth_anchor_adds_its_weight_times_the_rollouts_error_against_the_rendered_path():
     """loss = DMD + critic + w * truth_mse, and truth_mse is the rollout's latents against the encoded

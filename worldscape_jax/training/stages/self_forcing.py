@@ -117,6 +117,18 @@ def truth_weight(config) -> float:
     return float(config.dmd.get("truth_weight", 0.0))
 
 
+def truth_pool(config) -> int:
+    """Spatial block of the anchor's average pool (`config.dmd.truth_pool`, 1 = every latent pixel): see
+    `_truth_mse`. It must divide the latent's height and width."""
+    pool = int(config.dmd.get("truth_pool", 1))
+    latent_hw = [size // config.model.vae_stride[axis + 1] for axis, size in
+                 enumerate((config.data.height, config.data.width))]
+    if pool < 1 or any(size % pool for size in latent_hw):
+        raise ValueError(f"config.dmd.truth_pool={pool}: expected a positive divisor of the latent's height and "
+                         f"width {latent_hw}")
+    return pool
+
+
 def first_frames_and_paths(config, count: int, split: str = "train", first_seed: int = 0,
                            with_video: bool = False) -> dict[str, np.ndarray]:
     """`count` rollout inputs of `split`: the first frame uint8 [N, 1, H, W, 3], c2w and intrinsics of the path;
@@ -212,11 +224,21 @@ def dmd_loss(x_gen, x0_real, x0_fake):
     return 0.5 * jnp.mean(jnp.square(x_gen - target))
 
 
-def _truth_mse(latents, video, vae):
+def average_pool(latents, pool: int):
+    """Latents [B, T, H, W, C] averaged over pool x pool spatial blocks -> [B, T, H / pool, W / pool, C]."""
+    b, t, h, w, c = latents.shape
+    return latents.reshape(b, t, h // pool, pool, w // pool, pool, c).mean(axis=(3, 5))
+
+
+def _truth_mse(latents, video, vae, pool: int = 1):
     """Mean squared error of the rollout's generated latents [B, 1 + N c, ...] against the ground-truth path's
-    encoding (SynthWorld renders the rollout's own camera path), latent 0 (the given frame) left out."""
+    encoding (SynthWorld renders the rollout's own camera path), latent 0 (the given frame) left out.
+
+    With pool > 1 both are first averaged over pool x pool latent pixels: the anchor then holds the layout
+    and colours of the path (what drift loses) and leaves the detail to DMD. At full resolution its optimum
+    is the mean of the futures the student cannot tell apart, a blur (latents at half the real std)."""
     truth = jax.lax.stop_gradient(vae_lib.encode(vae[0], to_unit_range(video), vae[1]))
-    return jnp.mean(jnp.square(latents[:, 1:] - truth[:, 1:]))
+    return jnp.mean(jnp.square(average_pool(latents[:, 1:], pool) - average_pool(truth[:, 1:], pool)))
 
 
 def loss_fn(params, batch, rng, config):
@@ -224,7 +246,7 @@ def loss_fn(params, batch, rng, config):
 
     With `config.dmd.truth_weight` w > 0 the generator's loss also has w times the mean squared error of
     every generated chunk (the exit forward, the only one with gradients) against the ground truth of the
-    rollout's path. DMD alone cannot see drift: each teacher window is conditioned on a frame of the
+    rollout's path (average-pooled over `config.dmd.truth_pool` latent pixels). DMD alone cannot see drift: each teacher window is conditioned on a frame of the
     student's own rollout, so a degraded stream is judged against a teacher continuing the degradation;
     the anchor penalises the distance from the real path at every chunk of the rollout."""
     vae = (jax.lax.stop_gradient(params["vae"]), vae_config(config))
@@ -256,6 +278,6 @@ def loss_fn(params, batch, rng, config):
     metrics = {"dmd_loss": generator_loss, "critic_loss": critic_loss, "exit_level": exit_level.astype(jnp.float32),
                "real_fake_gap": jnp.mean(jnp.abs(x0_fake - x0_real)), "latent_std": jnp.std(x_gen)}
     if truth_weight(config) > 0:
-        metrics["truth_mse"] = _truth_mse(latents, batch["video"], vae)
+        metrics["truth_mse"] = _truth_mse(latents, batch["video"], vae, truth_pool(config))
         generator_loss = generator_loss + truth_weight(config) * metrics["truth_mse"]
     return generator_loss + critic_loss, metrics
