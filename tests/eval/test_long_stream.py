@@ -257,6 +257,12 @@ def test_video_distances_per_quarter_against_hand_computed_kvd_fvd_and_jackknife
             assert row["kvd_quarters_se"][q] == pytest.approx(jackknife, rel=1e-9)
     assert summary["grey"]["keys"]["feature_windows"] == 6
     assert min(summary["grey"]["keys"]["kvd_quarters"]) > max(summary["first_frame"]["keys"]["kvd_quarters"])
+    sheet = tmp_path / "sheet.png"
+    first = {}
+    long_stream.evaluate_long_streams(engines, ["keys"], scenes=1, steps=8, first_stream=first)
+    assert sorted(first) == ["grey", "truth"] and first["grey"].shape == first["truth"].shape == (33, SIZE, SIZE, 3)
+    long_stream.plot_stream_sheet(first, str(sheet), "stub")
+    assert sheet.stat().st_size > 5_000
     plot = tmp_path / "kvd.png"
     long_stream.plot_long_streams(summary, ["grey"], str(plot), "stub")
     assert plot.stat().st_size > 10_000

@@ -42,6 +42,7 @@ from worldscape_jax.inference.pixels import to_unit_range
 from worldscape_jax.play.keys import ACTION_KEYS, frame_deltas_of, script_to_chunks
 from worldscape_jax.play.scene_start import synthworld_start
 from worldscape_jax.streaming.revisit import render_clip
+from worldscape_jax.training.media import contact_sheet
 
 FAMILIES = {"keys": 0.5, "holds": 0.9}   # family -> hold probability of random_actions
 PATH_MARGIN = 0.25                        # as SynthWorld's own "keys" family: stay this far inside the free radius
@@ -144,14 +145,15 @@ def _still_features(first_frame: np.ndarray, extractor, length: int) -> list:
 
 def evaluate_long_streams(engines: dict, families: list[str], scenes: int, steps: int,
                           first_scene: int = 0, oracle_reference: bool = False, extractor=None,
-                          windows: int = 2, window_length: int = VIDEO_WINDOW) -> dict:
+                          windows: int = 2, window_length: int = VIDEO_WINDOW, first_stream: dict | None = None) -> dict:
     """{family: {scene seed: {"script", "first_frame_blocks", engine name: {"blocks", "detail", "latent_std",
     "finite"}}}}.
 
     Each scene's ground truth is rendered once and shared by the engines; PSNR per 4-frame block.
     oracle_reference: every chunk's reference frame is the ground truth's (see `stream_engine`).
     extractor: also "truth_features", "still_features" and each engine's "features" (`quarter_features`,
-    `windows` per quarter)."""
+    `windows` per quarter). first_stream: a dict to fill with the first stream's frames, "truth" and each
+    engine's (for `plot_stream_sheet`)."""
     seeds = split_seeds("heldout", first_scene + scenes)[first_scene:]
     any_engine = next(iter(engines.values()))
     results: dict = {}
@@ -173,6 +175,8 @@ def evaluate_long_streams(engines: dict, families: list[str], scenes: int, steps
                            "latent_std": stream.latent_std.tolist(), "finite": stream.finite}
             if extractor is not None:
                 entry[name]["features"] = quarter_features(stream.frames, extractor, windows, window_length)
+            if first_stream is not None and (family, seed) == jobs[0]:
+                first_stream.update({"truth": truth, name: stream.frames})
         results.setdefault(family, {})[int(seed)] = entry
     return results
 
@@ -299,6 +303,34 @@ def plot_long_streams(summary: dict, engines: list[str], path: str, title: str) 
         kvd_axis.set_ylabel("KVD vs ground truth per quarter\n(I3D, lower is better)", fontsize=8)
         kvd_axis.legend(fontsize=7)
     axes[-1, 0].set_xlabel("frame")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+SHEET_FRAMES = (0, 4, 8, 16, 32, 64, 100, 150, 200, 300, 400)
+
+
+def plot_stream_sheet(frames_by_name: dict, path: str, title: str, indices=SHEET_FRAMES) -> None:
+    """One row per video of `frames_by_name` ({name: uint8 [F, H, W, 3]}, the ground truth first when given
+    as "truth"), the frames `indices` (those inside every video) side by side, labelled: what a stream
+    looks like far from its start, which no per-block number shows."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = sorted(frames_by_name, key=lambda name: name != "truth")
+    length = min(len(frames_by_name[name]) for name in names)
+    indices = [i for i in indices if i < length]
+    videos = np.stack([np.asarray(frames_by_name[name])[indices] for name in names])
+    sheet = contact_sheet(videos, max_columns=len(indices))
+    h, w = videos.shape[2:4]
+    figure, axis = plt.subplots(figsize=(1.0 + 0.75 * len(indices), 0.6 + 0.75 * len(names)), dpi=120)
+    axis.imshow(sheet, interpolation="nearest")
+    axis.set_xticks([(w + 2) * c + w / 2 for c in range(len(indices))], [str(i) for i in indices], fontsize=7)
+    axis.set_yticks([(h + 2) * r + h / 2 for r in range(len(names))], names, fontsize=7)
+    axis.set_xlabel("frame", fontsize=8)
+    axis.set_title(title, fontsize=8)
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
