@@ -97,6 +97,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         # The anchor's spatial average pool in latent pixels (self_forcing._truth_mse): 1 = every pixel, whose
         # optimum is a blur; 4 at tiny anchors a 4x4 grid of 16x16-pixel blocks, layout and colour only.
         truth_pool=1,
+        # The teacher's (and critic's) windows start at the ground truth's frame, not the student's own decoded
+        # one (self_forcing.loss_fn): DMD itself then pulls a drifted or blurred stream towards the real scene.
+        truth_reference=False,
     ))
     if stage == "ode_init":  # the student starts from the teacher's params (the trainer's init_from)
         config.init_from = config.teacher.checkpoint

@@ -280,6 +280,42 @@ def test_pooled_truth_mse_compares_block_means_so_detail_inside_a_block_is_free(
     np.testing.assert_allclose(mse(2), 0.25 / (h // 2 * w // 2), rtol=1e-4)
 
 
+def test_truth_reference_frames_are_the_paths_frames_where_each_chunk_takes_its_reference():
+    config = micro_config()
+    config.student.rollout_chunks = 3
+    frames = self_forcing.rollout_frames(config)
+    video = np.random.default_rng(0).integers(0, 256, (2, frames, 8, 8, 3), dtype=np.uint8)
+    got = np.asarray(self_forcing.truth_reference_frames(config, jnp.asarray(video)))
+    assert got.shape == (3, 2, 1, 8, 8, 3)
+    for chunk, index in enumerate((0, 4, 8)):  # 4 pixel frames per chunk: chunk s follows frame 4 s
+        np.testing.assert_allclose(got[chunk, :, 0], video[:, index] / 127.5 - 1.0, atol=1e-6)
+    config.dmd.truth_weight = 0.0
+    assert not self_forcing.needs_truth_video(config)
+    config.dmd.truth_reference = True
+    assert self_forcing.needs_truth_video(config)
+
+
+@pytest.mark.slow
+def test_truth_reference_makes_the_teachers_windows_start_at_the_ground_truth():
+    """With truth_reference the DMD terms are those of the student's rollout judged from the truth's frames:
+    the loss changes when the ground truth's frames do, with the same rollout (the first frame is kept)."""
+    config = micro_config()
+    config.student.rollout_chunks = 3  # two teacher windows: the second starts after generated frame 4
+    config.dmd.truth_weight = 0.0
+    config.dmd.truth_reference = True
+    arrays = self_forcing.first_frames_and_paths(config, 1, with_video=True)
+    batch = {k: jnp.asarray(v) for k, v in arrays.items()}
+    params = self_forcing.init_params(jax.random.key(0), config)
+    loss = jax.jit(lambda b: self_forcing.loss_fn(params, b, jax.random.key(5), config)[1])
+    same, moved = loss(batch), loss({**batch, "video": batch["video"].at[:, 1:].set(255 - batch["video"][:, 1:])})
+    assert np.isfinite(float(same["dmd_loss"]))
+    assert abs(float(same["dmd_loss"]) - float(moved["dmd_loss"])) > 1e-6
+    config.dmd.truth_reference = False  # without it the truth's frames are not read at all
+    loss = jax.jit(lambda b: self_forcing.loss_fn(params, b, jax.random.key(5), config)[1])
+    np.testing.assert_allclose(float(loss(batch)["dmd_loss"]),
+                               float(loss({**batch, "video": 255 - batch["video"]})["dmd_loss"]), rtol=1e-6)
+
+
 @pytest.mark.parametrize("pool", [0, 3])
 def test_truth_pool_that_does_not_tile_the_latent_is_refused(pool):
     config = micro_config()

@@ -117,6 +117,24 @@ def truth_weight(config) -> float:
     return float(config.dmd.get("truth_weight", 0.0))
 
 
+def truth_reference(config) -> bool:
+    """Whether the teacher's windows start at the ground truth's frame instead of the student's own
+    (`config.dmd.truth_reference`, False in older configs): see `loss_fn`."""
+    return bool(config.dmd.get("truth_reference", False))
+
+
+def needs_truth_video(config) -> bool:
+    return truth_weight(config) > 0 or truth_reference(config)
+
+
+def truth_reference_frames(config, video):
+    """[N, B, 1, H, W, 3] in [-1, 1]: for each of the rollout's N chunks the ground truth's frame at the
+    position of the reference the chunk was conditioned on (pixel frame p s of the path for chunk s)."""
+    p = student.pixels_per_chunk(config)
+    frames = to_unit_range(video)
+    return jnp.stack([frames[:, p * s:p * s + 1] for s in range(config.student.rollout_chunks)])
+
+
 def truth_pool(config) -> int:
     """Spatial block of the anchor's average pool (`config.dmd.truth_pool`, 1 = every latent pixel): see
     `_truth_mse`. It must divide the latent's height and width."""
@@ -160,7 +178,7 @@ def first_frames_and_paths(config, count: int, split: str = "train", first_seed:
 
 def make_dataset(config, process_index, process_count):
     """Batches of (first frame, camera path) from the train split, reshuffled each epoch."""
-    arrays = first_frames_and_paths(config, config.data.rollout_examples, with_video=truth_weight(config) > 0)
+    arrays = first_frames_and_paths(config, config.data.rollout_examples, with_video=needs_truth_video(config))
     count = arrays["c2w"].shape[0]
 
     def example(index: int) -> dict[str, np.ndarray]:
@@ -248,7 +266,12 @@ def loss_fn(params, batch, rng, config):
     every generated chunk (the exit forward, the only one with gradients) against the ground truth of the
     rollout's path (average-pooled over `config.dmd.truth_pool` latent pixels). DMD alone cannot see drift: each teacher window is conditioned on a frame of the
     student's own rollout, so a degraded stream is judged against a teacher continuing the degradation;
-    the anchor penalises the distance from the real path at every chunk of the rollout."""
+    the anchor penalises the distance from the real path at every chunk of the rollout.
+
+    With `config.dmd.truth_reference` the teacher and the critic judge each window as the continuation of
+    the ground truth's frame where the window starts, not of the student's own decoded frame: a stream
+    that has drifted or blurred is then scored against a sharp continuation of the real scene (the
+    teacher's distribution, so it pulls towards the truth without the mean-of-futures blur of the MSE)."""
     vae = (jax.lax.stop_gradient(params["vae"]), vae_config(config))
     k_exit, k_roll, k_sigma, k_eps, k_sigma_c, k_eps_c = jax.random.split(rng, 6)
     levels = student.denoising_sigmas(config).shape[0]
@@ -256,6 +279,8 @@ def loss_fn(params, batch, rng, config):
     first = to_unit_range(batch["first_frame"])
     latents, refs = student.rollout(params["generator"], config, vae, first, batch["c2w"], batch["intrinsics"],
                                     k_roll, exit_level)
+    if truth_reference(config):
+        refs = truth_reference_frames(config, batch["video"])
     x_gen, ref_frames, c2w, intrinsics = windows(config, latents, refs, batch["c2w"], batch["intrinsics"])
     cond, rays = jax.lax.stop_gradient(student.clip_conditions(vae, config, ref_frames, c2w, intrinsics))
     ref_latent = student.reference_latent(cond, vae[1])
