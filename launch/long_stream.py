@@ -12,7 +12,8 @@ Every student streams the same held-out SynthWorld scenes along the same random 
 family, PSNR per quarter of the stream (mean ± std over scenes), the drift from the first quarter to
 the last, the last quarter's margin over the first frame held still, the largest chunk latent std,
 whether every chunk was finite, and the detail ratio in the first and last quarters (high-frequency
-energy over the truth's: above 1 the stream has turned to texture, below 1 it has blurred), and with
+energy over the truth's: above 1 the stream has turned to texture, below 1 it has blurred), SSIM per
+quarter (structure: speckle scores far below blur of the same PSNR), and with
 `--video_distance` each quarter's KVD and FVD against the ground truth (I3D features); writes the
 figures as JSON and the plot as a PNG. `--from_json` prints and plots saved runs together instead (they
 must share scenes, steps and cache: the same first-frame baseline).
@@ -68,6 +69,9 @@ def print_summary(summary: dict, names: list[str]) -> None:
             if "detail_quarters_mean" in row:
                 extra += (f" | detail ratio q1 {row['detail_quarters_mean'][0]:.2f}±{row['detail_quarters_std'][0]:.2f}"
                           f" q4 {row['detail_quarters_mean'][-1]:.2f}±{row['detail_quarters_std'][-1]:.2f}")
+            if "ssim_quarters_mean" in row:
+                extra += " | SSIM q1..q4 " + " ".join(f"{m:.3f}±{s:.3f}" for m, s in
+                                                      zip(row["ssim_quarters_mean"], row["ssim_quarters_std"]))
             if "kvd_quarters" in row:
                 extra += (" | KVD q1..q4 " + " ".join(f"{m:.3f}±{e:.3f}" for m, e in
                                                       zip(row["kvd_quarters"], row["kvd_quarters_se"]))

@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from worldscape_jax.data.synthworld.clips import FREE_RADIUS, split_seeds
 from worldscape_jax.eval import fvd
+from worldscape_jax.eval.image_metrics import ssim
 from worldscape_jax.eval.revisit import block_psnr
 from worldscape_jax.geometry.actions import integrate, random_actions
 from worldscape_jax.inference.pixels import to_unit_range
@@ -115,6 +116,18 @@ def block_detail_ratio(generated: UInt8[np.ndarray, "f h w 3"], truth: UInt8[np.
             for i in range(1, len(truth), block)]
 
 
+def block_ssim(generated: UInt8[np.ndarray, "f h w 3"], truth: UInt8[np.ndarray, "f h w 3"],
+               block: int = 4) -> list[float]:
+    """Per block of `block` frames after the first (as `block_psnr`): mean SSIM against the truth. SSIM
+    compares local structure (means, contrasts and correlation in 11x11 windows), so speckle that keeps the
+    scene's colours, which PSNR rates like blur, scores far below blur of the same PSNR."""
+    if generated.shape != truth.shape or (len(truth) - 1) % block:
+        raise ValueError(f"block_ssim: generated {generated.shape} and truth {truth.shape} must match "
+                         f"and hold 1 + {block} * blocks frames")
+    per_frame = np.asarray(ssim(generated.astype(np.float32), truth.astype(np.float32), 255.0), np.float64)
+    return [float(per_frame[i:i + block].mean()) for i in range(1, len(truth), block)]
+
+
 def quarter_windows(frames: int, windows: int, length: int = VIDEO_WINDOW) -> list[list[int]]:
     """Start frames of `windows` evenly spaced `length`-frame windows inside each quarter of the generated
     frames 1 .. frames - 1 (the quarters of `quarter_means`: 4-frame blocks split in four)."""
@@ -164,7 +177,8 @@ def evaluate_long_streams(engines: dict, families: list[str], scenes: int, steps
         chunks = script_to_chunks(script, any_engine.frames_per_chunk)
         truth = truth_of(scene, chunks)["video"]
         still = np.broadcast_to(truth[:1], truth.shape)
-        entry = {"script": script, "first_frame_blocks": block_psnr(still, truth)}
+        entry = {"script": script, "first_frame_blocks": block_psnr(still, truth),
+                 "first_frame_ssim": block_ssim(still, truth)}
         if extractor is not None:
             entry["truth_features"] = quarter_features(truth, extractor, windows, window_length)
             entry["still_features"] = _still_features(truth[0], extractor, window_length)
@@ -172,6 +186,7 @@ def evaluate_long_streams(engines: dict, families: list[str], scenes: int, steps
             stream = stream_engine(engine, scene, chunks, truth if oracle_reference else None)
             entry[name] = {"blocks": block_psnr(stream.frames, truth),
                            "detail": block_detail_ratio(stream.frames, truth),
+                           "ssim": block_ssim(stream.frames, truth),
                            "latent_std": stream.latent_std.tolist(), "finite": stream.finite}
             if extractor is not None:
                 entry[name]["features"] = quarter_features(stream.frames, extractor, windows, window_length)
@@ -185,7 +200,8 @@ def summarise_long_streams(results: dict, engines: list[str]) -> dict:
     """Per engine and family (and over all): mean ± std over scenes of PSNR in each quarter of the stream,
     the drift (first quarter minus last quarter), the last quarter's margin over the first-frame baseline,
     the largest chunk latent std, whether every chunk was finite, and the detail ratio in the first and last
-    quarters (mean ± std over scenes; runs saved before it was measured have none)."""
+    quarters and SSIM per quarter, for the still first frame too (mean ± std over scenes; runs saved before
+    they were measured have none)."""
     summary = {}
     for name in [*engines, "first_frame"]:
         rows = {}
@@ -204,6 +220,12 @@ def summarise_long_streams(results: dict, engines: list[str]) -> dict:
             if name == "first_frame" and all("still_features" in e for e in scenes.values()):
                 row.update(video_distances([[[e["still_features"]]] * 4 for e in scenes.values()],
                                            [e["truth_features"] for e in scenes.values()]))
+            ssim_curves = [_ssim(e, name) for e in scenes.values()]
+            if all(c is not None for c in ssim_curves):
+                ssim_curves = np.asarray(ssim_curves, np.float64)
+                parts = quarter_means(ssim_curves)
+                row.update(ssim_quarters_mean=parts.mean(0).tolist(), ssim_quarters_std=parts.std(0).tolist(),
+                           ssim_curve_mean=ssim_curves.mean(0).tolist())
             if name != "first_frame":
                 row["finite"] = all(e[name]["finite"] for e in scenes.values())
                 row["max_latent_std"] = float(max(max(e[name]["latent_std"]) for e in scenes.values()))
@@ -253,6 +275,11 @@ def _block_centres(blocks: int) -> np.ndarray:
     return 1 + 4 * np.arange(blocks) + 1.5
 
 
+def _ssim(entry: dict, name: str) -> list[float] | None:
+    """The SSIM curve of an engine (or the still first frame) in a saved stream; None in runs saved before it."""
+    return entry.get("first_frame_ssim") if name == "first_frame" else entry[name].get("ssim")
+
+
 def _blocks(entry: dict, name: str) -> list[float]:
     return entry["first_frame_blocks"] if name == "first_frame" else entry[name]["blocks"]
 
@@ -260,14 +287,15 @@ def _blocks(entry: dict, name: str) -> list[float]:
 def plot_long_streams(summary: dict, engines: list[str], path: str, title: str) -> None:
     """PSNR per 4-frame block over time, mean ± std over all scenes and paths, one line per engine and the
     first-frame baseline; the last quarter is shaded. Below it, when the runs measured them, each engine's
-    mean detail ratio per block (1 = the truth's sharpness) and its KVD per quarter with the jackknife error."""
+    mean SSIM per block, its mean detail ratio per block (1 = the truth's sharpness) and its KVD per quarter with the jackknife error."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     with_detail = [name for name in engines if "detail_curve_mean" in summary[name]["all"]]
+    with_ssim = [name for name in [*engines, "first_frame"] if "ssim_curve_mean" in summary[name]["all"]]
     with_kvd = [name for name in [*engines, "first_frame"] if "kvd_quarters" in summary[name]["all"]]
-    ratios = [3] + [2] * bool(with_detail) + [2] * bool(with_kvd)
+    ratios = [3] + [2] * bool(with_ssim) + [2] * bool(with_detail) + [2] * bool(with_kvd)
     figure, axes = plt.subplots(len(ratios), 1, figsize=(8, 3.6 + 2.6 * (len(ratios) - 1)), dpi=120, sharex=True,
                                 squeeze=False, gridspec_kw={"height_ratios": ratios})
     axis = axes[0, 0]
@@ -285,8 +313,16 @@ def plot_long_streams(summary: dict, engines: list[str], path: str, title: str) 
     axis.set_ylabel("PSNR vs ground truth per 4-frame block (dB)")
     axis.set_title(title, fontsize=9)
     axis.legend(fontsize=7)
+    if with_ssim:
+        ssim_axis = axes[1, 0]
+        for name in with_ssim:
+            curve = np.asarray(summary[name]["all"]["ssim_curve_mean"])
+            ssim_axis.plot(_block_centres(len(curve)), curve, color=colours[name],
+                           label="first frame held still" if name == "first_frame" else name)
+        ssim_axis.set_ylabel("SSIM vs ground truth\nper 4-frame block", fontsize=8)
+        ssim_axis.legend(fontsize=7)
     if with_detail:
-        detail_axis = axes[1, 0]
+        detail_axis = axes[1 + bool(with_ssim), 0]
         for name in with_detail:
             curve = np.asarray(summary[name]["all"]["detail_curve_mean"])
             detail_axis.plot(_block_centres(len(curve)), curve, color=colours[name], label=name)
