@@ -121,7 +121,9 @@ def test_render_frame_vmaps_to_the_same_result_as_render_frames():
     intr = np.tile(intrinsics_from_fov(70.0, H, W), (3, 1))
     mapped = render_frames(scene, c2w, intr, H, W)
     vmapped = jax.vmap(render_frame, in_axes=(None, 0, 0, None, None))(scene, c2w, intr, H, W)
-    np.testing.assert_allclose(np.asarray(vmapped.rgb), np.asarray(mapped.rgb), atol=1e-5)
+    # Two compiled programs (lax.map under jit vs vmap) may fuse and reassociate float32 shading
+    # differently: jax 0.12.0.1 differs by 1.6e-5 at one pixel. A wrong axis would differ by ~0.1.
+    np.testing.assert_allclose(np.asarray(vmapped.rgb), np.asarray(mapped.rgb), atol=1e-4)
     np.testing.assert_allclose(np.asarray(vmapped.depth), np.asarray(mapped.depth), rtol=1e-5)
 
 
