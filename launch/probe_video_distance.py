@@ -1,6 +1,6 @@
-"""Does the I3D video distance of long streams (eval/long_stream.py, `--video_distance`) see what PSNR misses?
+"""Which long-stream metric (eval/long_stream.py: SSIM, detail ratio, `--video_distance`) sees what PSNR misses?
 
-  python launch/probe_video_distance.py --scenes 8 --steps 100
+  python launch/probe_video_distance.py --scenes 4   # 8 streams, 8 min (BENCHMARKS.md)
 
 Renders the ground truth of the long-stream paths (held-out scenes x the `keys` and `holds` families, no
 model involved) and scores known corruptions of it the way `launch/long_stream.py --video_distance`
@@ -18,6 +18,7 @@ noise have the same PSNR: PSNR cannot rank them, and the question is which of th
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from absl import app, flags
 from tqdm import tqdm
@@ -31,17 +32,10 @@ _SIZE = flags.DEFINE_integer("size", 64, "Frame height and width.")
 
 
 def gaussian_blur(video: np.ndarray, sigma: float) -> np.ndarray:
-    """Each frame of float [F, H, W, C] blurred by a separable Gaussian of std `sigma` px, edges replicated."""
-    radius = max(1, int(np.ceil(3 * sigma)))
-    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    taps /= taps.sum()
-    for axis in (1, 2):
-        pad = [(0, 0)] * video.ndim
-        pad[axis] = (radius, radius)
-        padded = np.pad(video, pad, mode="edge")
-        size = video.shape[axis]
-        video = sum(t * np.take(padded, np.arange(i, i + size), axis=axis) for i, t in enumerate(taps))
-    return video
+    """Each frame of float [F, H, W, C] blurred by a Gaussian of std `sigma` px over +-3 std, edges replicated."""
+    side = 2 * max(1, int(np.ceil(3 * sigma))) + 1
+    return np.stack([cv2.GaussianBlur(frame, (side, side), sigma, borderType=cv2.BORDER_REPLICATE)
+                     for frame in video])
 
 
 def corruptions(video: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -73,34 +67,32 @@ def main(argv):
     # Two windows per quarter: the truth's first window is the reference set, its second the "truth" entry.
     starts = long_stream.quarter_windows(frames, 2)
     rng = np.random.default_rng(0)
-    reference, scored, psnr, structure, detail = [], {}, {}, {}, {}
+    reference, scores = [], {}  # scores[version]: one dict per stream
     jobs = [(f, int(s)) for f in ("keys", "holds") for s in split_seeds("heldout", _SCENES.value)]
     for family, seed in tqdm(jobs, desc="probe streams", unit="stream"):
         scene = synthworld_start(seed, _SIZE.value, _SIZE.value)
         chunks = script_to_chunks(long_stream.long_path(family, _STEPS.value, seed), 1)
         truth = long_stream.truth_of(scene, chunks)["video"]
-        versions = {"truth (other windows)": truth, **corruptions(truth, rng)}
 
         def features(video, which):
             clips = np.stack([video[q[which]:q[which] + long_stream.VIDEO_WINDOW] for q in starts])
             return extractor(clips.astype(np.float32) / 255.0)[:, None]  # [4 quarters, 1 window, D]
 
         reference.append(features(truth, 0))
-        for name, video in versions.items():
-            scored.setdefault(name, []).append(features(video, 1))
-            psnr.setdefault(name, []).append(np.mean(block_psnr(video, truth)) if name != "truth (other windows)"
-                                             else np.inf)
-            structure.setdefault(name, []).append(np.mean(long_stream.block_ssim(video, truth)))
-            detail.setdefault(name, []).append(np.mean(long_stream.block_detail_ratio(video, truth)))
+        for name, video in {"truth (other windows)": truth, **corruptions(truth, rng)}.items():
+            scores.setdefault(name, []).append({
+                "features": features(video, 1), "psnr": np.mean(block_psnr(video, truth)),
+                "ssim": np.mean(long_stream.block_ssim(video, truth)),
+                "detail": np.mean(long_stream.block_detail_ratio(video, truth))})
     print(f"{len(jobs)} held-out ground-truth streams of {frames} frames, one 16-frame window per quarter and "
           f"stream scored against the truth's window at another offset of the same quarter:")
-    for name, feats in scored.items():
-        row = long_stream.video_distances(feats, reference)
+    for name, streams in scores.items():
+        mean = {key: np.mean([stream[key] for stream in streams]) for key in ("psnr", "ssim", "detail")}
+        row = long_stream.video_distances([stream["features"] for stream in streams], reference)
         kvd = " ".join(f"{m:.3f}±{e:.3f}" for m, e in zip(row["kvd_quarters"], row["kvd_quarters_se"]))
-        print(f"{name:>22}: PSNR {np.mean(psnr[name]):6.2f} dB | SSIM {np.mean(structure[name]):.3f} | detail ratio {np.mean(detail[name]):.2f} | "
+        print(f"{name:>22}: PSNR {mean['psnr']:6.2f} dB | SSIM {mean['ssim']:.3f} | detail ratio {mean['detail']:.2f} | "
               f"KVD q1..q4 {kvd} | mean KVD {np.mean(row['kvd_quarters']):.3f} | "
               f"FVD mean {np.mean(row['fvd_quarters']):.0f}")
-
 
 if __name__ == "__main__":
     cli.run(main)
