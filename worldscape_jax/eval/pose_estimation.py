@@ -209,10 +209,17 @@ def fit_essential(norm_a: np.ndarray, norm_b: np.ndarray, threshold: float,
                   config: VOConfig) -> tuple[np.ndarray, np.ndarray] | None:
     """(E, RANSAC inlier mask) for normalised correspondences, or None when RANSAC finds too few inliers.
 
-    `threshold` is the RANSAC epipolar distance in normalised image units.
+    `threshold` is the RANSAC epipolar distance in normalised image units. Tracks that fit a pure
+    rotation exactly leave the five-point polynomial without a leading term; OpenCV 5 then fails an
+    assertion in `solvePoly` where OpenCV 4 returned no matrix. Both mean "no essential matrix".
     """
-    essential, mask = cv2.findEssentialMat(norm_a, norm_b, np.eye(3), cv2.RANSAC, config.ransac_confidence,
-                                           threshold)
+    try:
+        essential, mask = cv2.findEssentialMat(norm_a, norm_b, np.eye(3), cv2.RANSAC, config.ransac_confidence,
+                                               threshold)
+    except cv2.error as error:
+        if "solvePoly" not in str(error):
+            raise
+        return None
     if essential is None or essential.shape[0] < 3 or mask is None or int(mask.sum()) < config.min_tracks:
         return None
     return essential[:3], mask
