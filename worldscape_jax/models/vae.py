@@ -189,12 +189,19 @@ def _check_latents(latents, config: VAEConfig, *, frames: int | None = None, whe
 def init_params(config: VAEConfig, rng: PRNGKeyArray | int) -> dict:
     """Fresh parameters (unboxed; logical axis names are in `param_partition_specs`).
 
-    An int seed uses the 'rbg' PRNG, whose initialisers compile in seconds on a CPU where threefry's
-    take minutes for the ~100 VAE tensors.
+    The initialisers draw from the 'rbg' PRNG, which compiles in seconds on a CPU where threefry's
+    take half a minute to minutes for the ~100 VAE tensors: an int seed seeds it directly, any other
+    key seeds it with 32 bits drawn from that key (deterministic in the key).
     """
     if isinstance(rng, int):
         rng = jax.random.key(rng, impl="rbg")
-    return nn.meta.unbox(jax.jit(_init_variables, static_argnums=0)(config, rng))["params"]
+    return nn.meta.unbox(jax.jit(_init_variables_rbg, static_argnums=0)(config, rng))["params"]
+
+
+def _init_variables_rbg(config: VAEConfig, rng):
+    if str(jax.random.key_impl(rng)) != "rbg":
+        rng = jax.random.key(jax.random.bits(rng, (), jnp.uint32), impl="rbg")
+    return _init_variables(config, rng)
 
 
 def param_partition_specs(config: VAEConfig):
