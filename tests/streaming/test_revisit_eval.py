@@ -34,10 +34,15 @@ def streamed():
     return params, config, vae, clip, first, videos
 
 
+def student_rollout(params, config, vae, first, clip):
+    """`student.generate` along the clip's path, jitted whole as launch/generate.py runs it (eager takes 2x)."""
+    run = jax.jit(lambda p, v, f, c, k: student.generate(p, config, (v, vae[1]), f, c, k, jax.random.key(SEED)))
+    return run(params, vae[0], first, jnp.asarray(clip["c2w"])[None], jnp.asarray(clip["intrinsics"])[None])
+
+
 def test_the_stream_over_a_cache_policy_is_the_students_rollout():
     params, config, vae, clip, first, videos = streamed()
-    c2w, intrinsics = jnp.asarray(clip["c2w"])[None], jnp.asarray(clip["intrinsics"])[None]
-    reference = student.generate(params, config, vae, first, c2w, intrinsics, jax.random.key(SEED))
+    reference = student_rollout(params, config, vae, first, clip)
     video, fps = videos["full"]
     assert video.shape == clip["video"].shape and np.isfinite(fps) and fps > 0
     # Frame 0 is the given image in the stream and its VAE reconstruction in the rollout; after it, streamed
@@ -57,7 +62,6 @@ def test_a_noised_or_blurred_newest_frame_stream_conditions_as_its_rollout_train
     low-pass and noise each chunk's reference the same way (the same draw per chunk), so they stay equal;
     and both settings reach the frames (the plain newest-frame stream, streamed only, is the baseline)."""
     params, config, vae, clip, first, _ = streamed()
-    c2w, intrinsics = jnp.asarray(clip["c2w"])[None], jnp.asarray(clip["intrinsics"])[None]
     videos = {}
     for name, noise, blur in (("plain", 0.0, 1), ("noised", 0.4, 1), ("blurred", 0.0, 4)):
         variant = with_reference(config, "newest_frame", noise, blur)
@@ -65,7 +69,7 @@ def test_a_noised_or_blurred_newest_frame_stream_conditions_as_its_rollout_train
         videos[name] = revisit_eval.stream_along({"s": stream}, first, clip["intrinsics"][0], clip["c2w"], 4, SEED)["s"][0]
         if name == "plain":
             continue
-        rollout = student.generate(params, variant, vae, first, c2w, intrinsics, jax.random.key(SEED))
+        rollout = student_rollout(params, variant, vae, first, clip)
         assert np.abs(videos[name][1:].astype(int) - to_uint8(rollout[0, 1:]).astype(int)).max() <= 1
     for name in ("noised", "blurred"):
         assert np.abs(videos[name].astype(int) - videos["plain"].astype(int)).max() > 2  # beyond rounding (<= 1)

@@ -35,10 +35,15 @@ def fixture(cache_frames: int, variant: str = "tiny,control,camera", reference: 
     model = WanDiT(dit_cfg)
     x = jnp.zeros((1, 1, SIZE // 4, SIZE // 4, dit_cfg.out_dim))
     camera = jnp.zeros((1, 1, SIZE, SIZE, 24))
-    dit_params = model.init(jax.random.key(0), x, jnp.zeros((1, 1)), jnp.zeros((1, 8, 32)),
-                            cond=jnp.zeros((1, 1, SIZE // 4, SIZE // 4, dit_cfg.in_dim - 16)), camera=camera)["params"]
-    # The camera encoder's output starts at zero: perturb every weight so the camera path matters.
-    dit_params = jax.tree.map(lambda p: p + 0.05 * jax.random.normal(jax.random.key(1), p.shape), dit_params)
+
+    @jax.jit  # op by op, the DiT's initialisers take ~10 s
+    def init_dit():
+        dit_params = model.init(jax.random.key(0), x, jnp.zeros((1, 1)), jnp.zeros((1, 8, 32)),
+                                cond=jnp.zeros((1, 1, SIZE // 4, SIZE // 4, dit_cfg.in_dim - 16)), camera=camera)
+        # The camera encoder's output starts at zero: perturb every weight so the camera path matters.
+        return jax.tree.map(lambda p: p + 0.05 * jax.random.normal(jax.random.key(1), p.shape), dit_params["params"])
+
+    dit_params = init_dit()
     params = {"dit": dit_params, "vae": vae_lib.init_params(vae_cfg, 0)}
     first = jax.random.uniform(jax.random.key(2), (1, 1, SIZE, SIZE, 3), minval=-1, maxval=1)
     return spec, params, first
@@ -52,6 +57,7 @@ START = np.array([[0.0, 0, 1, 2], [0, 1, 0, -1], [-1, 0, 0, 5], [0, 0, 0, 1]], n
 INTRINSICS = jnp.asarray([[0.9, 0.9, 0.5, 0.5]])
 
 
+@functools.partial(jax.jit, static_argnums=(1, 4))  # op by op, each call's VAE encodes take seconds
 def teacher_clip_conditions(vae_params, vae_cfg, ref_frame, c2w, turn_warp: bool):
     """The teacher's conditioning of a clip from `ref_frame` over c2w [1, F, 4, 4], built from its parts:
     [control | first frame] of [ref_frame, black...] and, with turn_warp, the warped first frame."""

@@ -129,38 +129,34 @@ def chunk_setup():
 def test_exit_level_truncation_gives_zero_gradient_through_the_earlier_levels(chunk_setup):
     config, params, cache, cond, rays, noise = chunk_setup
     key = jax.random.key(3)
-
-    def out(p, x, exit_level):
-        return jnp.sum(student.denoise_chunk(p, config, x, cond, rays, cache, 1, key, exit_level) ** 2)
-
-    # the params' gradient is that of the exit forward alone, at the input the earlier levels produced
-    for level in (1, 3):
-        _check_exit_gradient(config, params, cache, cond, rays, noise, key, out, level)
-
-
-def _check_exit_gradient(config, params, cache, cond, rays, noise, key, out, level):
     sigmas = student.denoising_sigmas(config)
     keys = jax.random.split(key, sigmas.shape[0])
 
-    def levels_before_exit(p):  # the sampler by hand: every level differentiable
+    def x0_loss(p, x, sigma):
+        return jnp.sum(student._chunk_x0(p, config, x, sigma, cond, rays, cache, 1) ** 2)
+
+    def levels_before_exit(p, level):  # the sampler by hand: every level differentiable
         x = noise
         for i in range(level):
             x0 = student._chunk_x0(p, config, x, sigmas[i], cond, rays, cache, 1)
             x = (1 - sigmas[i + 1]) * x0 + sigmas[i + 1] * jax.random.normal(keys[i], x.shape)
         return x
 
-    def exit_forward(p, x):
-        return jnp.sum(student._chunk_x0(p, config, x, sigmas[level], cond, rays, cache, 1) ** 2)
-
-    x_exit = levels_before_exit(params)
-    exit_only = jax.grad(exit_forward)(params, x_exit)
-    through_all = jax.grad(lambda p: exit_forward(p, levels_before_exit(p)))(params)
-    full = jax.grad(out)(params, noise, level)
+    # Jitted (op by op the DiT's gradients take a minute); the exit level and sigma are traced, so the
+    # student's sampler and the exit forward compile once for both levels.
+    sampler_grad = jax.jit(jax.grad(lambda p, level: jnp.sum(
+        student.denoise_chunk(p, config, noise, cond, rays, cache, 1, key, level) ** 2)))
+    exit_grad = jax.jit(jax.grad(x0_loss))
     flat = lambda tree: np.concatenate([np.ravel(np.asarray(leaf)) for leaf in jax.tree.leaves(tree)])
-    err = np.abs(flat(full) - flat(exit_only)).max()
-    scale = np.abs(flat(exit_only)).max()
-    assert err < 1e-3 * scale, (err, scale)
-    assert np.abs(flat(through_all) - flat(exit_only)).max() > 1e-2 * scale  # the earlier levels would add some
+    for level in (1, 3):
+        x_exit = jax.jit(levels_before_exit, static_argnums=1)(params, level)
+        # the params' gradient is that of the exit forward alone, at the input the earlier levels produced
+        exit_only = flat(exit_grad(params, x_exit, sigmas[level]))
+        through_all = flat(jax.jit(jax.grad(lambda p: x0_loss(p, levels_before_exit(p, level), sigmas[level])))(params))
+        full = flat(sampler_grad(params, level))
+        scale = np.abs(exit_only).max()
+        assert np.abs(full - exit_only).max() < 1e-3 * scale, (level, np.abs(full - exit_only).max(), scale)
+        assert np.abs(through_all - exit_only).max() > 1e-2 * scale  # the earlier levels would add some
 
 
 # --- DMD on Gaussians ------------------------------------------------------------------------------------
