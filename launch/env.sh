@@ -19,7 +19,7 @@ pick_python() {
   return 1
 }
 
-stamp=.venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)
+stamp=.venv/.installed-$(cat pyproject.toml launch/constraints.txt | sha1sum | cut -c1-12)
 if [ ! -x .venv/bin/python ]; then
   py=$(pick_python)
   echo "creating .venv with $($py --version)" >&2
@@ -27,7 +27,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[test]"
+  # launch/constraints.txt: the versions CI last passed with (see its header)
+  .venv/bin/python -m pip install -q -e ".[test]" -c launch/constraints.txt
   rm -f .venv/.installed-*; touch "$stamp"
 fi
 # shellcheck disable=SC1091
