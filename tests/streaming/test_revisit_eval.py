@@ -7,6 +7,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from worldscape_jax.geometry.actions import actions_to_c2w
 from worldscape_jax.inference.loading import load_exported, load_vae
@@ -57,6 +58,7 @@ def with_reference(config, reference: str, noise: float, blur: int):
     return config
 
 
+@pytest.mark.slow  # ~1-1.5 min: a setting the committed student (reference "none") does not use
 def test_a_noised_and_blurred_newest_frame_stream_conditions_as_its_rollout_trained():
     """reference newest_frame with reference_noise and reference_blur: the stream and the Self-Forcing rollout
     low-pass and noise each chunk's reference the same way (the same draw per chunk), so they stay equal, and
