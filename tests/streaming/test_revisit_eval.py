@@ -65,12 +65,13 @@ def test_a_noised_and_blurred_newest_frame_stream_conditions_as_its_rollout_trai
     the two settings reach the frames (the plain newest-frame stream, streamed only, is the baseline). Each
     setting alone changes the conditioning both of them build (`student.chunk_conditions`)."""
     params, config, vae, clip, first, _ = streamed()
+    variants = {"plain": with_reference(config, "newest_frame", 0.0, 1),
+                "noised_and_blurred": with_reference(config, "newest_frame", 0.4, 4)}
     videos = {}
-    for name, noise, blur in (("plain", 0.0, 1), ("noised_and_blurred", 0.4, 4)):
-        variant = with_reference(config, "newest_frame", noise, blur)
+    for name, variant in variants.items():
         stream = student_stream.make_stream(params, variant, vae, RollingPolicy(slots=CHUNKS, sink=1))
         videos[name] = revisit_eval.stream_along({"s": stream}, first, clip["intrinsics"][0], clip["c2w"], 4, SEED)["s"][0]
-    rollout = student_rollout(params, variant, vae, first, clip)
+    rollout = student_rollout(params, variants["noised_and_blurred"], vae, first, clip)
     assert np.abs(videos["noised_and_blurred"][1:].astype(int) - to_uint8(rollout[0, 1:]).astype(int)).max() <= 1
     assert np.abs(videos["noised_and_blurred"].astype(int) - videos["plain"].astype(int)).max() > 2  # beyond rounding
 
