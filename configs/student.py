@@ -68,6 +68,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         # With reference "newest_frame": block size of the low pass on the reference before it is encoded
         # (conditioning.low_pass): its layout passes on, not the fine texture in which drift grows. 1 = none.
         reference_blur=1,
+        # With reference "first_frame": the first frame's conditioning fades linearly to zero at this much camera
+        # travel (scene units) and turn (degrees) from the first camera (conditioning.anchor_weight). 0 = no fade.
+        reference_reach=0.0, reference_reach_deg=0.0,
         # The rollout's KV cache: "rolling" (the sink + the newest frames, cache_slots in all) or "maco" (the
         # maco section below), so that a student meant to stream with MACO trains with memory in its context.
         cache="rolling",

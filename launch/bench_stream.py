@@ -62,9 +62,9 @@ _HEIGHT = flags.DEFINE_integer("height", None, "frame height in pixels (default:
 _WIDTH = flags.DEFINE_integer("width", None, "frame width in pixels (default: 64 tiny, 832 wan1_3b)")
 _WINDOW = flags.DEFINE_integer("window", None, "chunks in the first / last timing windows (default: 200 tiny, "
                                "5 wan1_3b)")
-_REFERENCE = flags.DEFINE_enum("reference", "newest_frame", ["newest_frame", "none"],
+_REFERENCE = flags.DEFINE_enum("reference", "newest_frame", list(stream_config.REFERENCES),
                                "what chunks after the first are conditioned on (StreamConfig.reference): the newest "
-                               "decoded frame costs a VAE encode per chunk, none costs nothing")
+                               "decoded frame or the first frame cost a VAE encode per chunk, none costs nothing")
 _TURN_WARP = flags.DEFINE_bool("turn_warp", False, "a DiT with the turn-warp channels (the committed tiny students "
                                "have them); with --reference=newest_frame each chunk also encodes the warped frames")
 _REFERENCE_NOISE = flags.DEFINE_float("reference_noise", 0.0, "noise std on a newest-frame reference's control "

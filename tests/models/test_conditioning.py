@@ -139,3 +139,26 @@ def test_reference_conditions_equal_the_teachers_separate_encodes(with_warp):
     assert ours.shape == expected.shape == (2, 2, 4, 4, (3 if with_warp else 2) * z)
     np.testing.assert_allclose(ours, expected, atol=1e-4, rtol=1e-4)
     assert np.abs(ours[:, 0, ..., z:2 * z]).max() > 0 and not ours[:, 1:, ..., z:2 * z].any()
+
+
+def test_anchor_weight_falls_linearly_with_travel_and_turn_from_the_anchor():
+    """Closed forms along held-key paths (0.08 units and 3 degrees per latent frame, 4 pixel frames each):
+    1 - travel / reach times 1 - turn / reach_deg, clipped at 0; a reach of 0 leaves its factor at 1; a
+    turned and moved anchor gives the same weights as the identity (only the relative pose counts)."""
+    from worldscape_jax.models.conditioning import anchor_weight
+    path = jnp.asarray(actions_to_c2w("w*4,s*2,q*4,e*12"))  # frames 0..88
+    anchor = jnp.broadcast_to(path[0], path.shape)
+    travel = np.concatenate([np.arange(17) * 0.02, 0.32 - np.arange(1, 9) * 0.02, np.full(64, 0.16)])
+    turn = np.concatenate([np.zeros(25), np.arange(1, 17) * 0.75, np.abs(12.0 - np.arange(1, 49) * 0.75)])
+    expected = np.clip(1 - travel / 0.6, 0, 1) * np.clip(1 - turn / 21.0, 0, 1)
+    np.testing.assert_allclose(np.asarray(anchor_weight(anchor, path, 0.6, 21.0)), expected, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(anchor_weight(anchor, path, 0.0, 21.0)), np.clip(1 - turn / 21.0, 0, 1),
+                               atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(anchor_weight(anchor, path, 0.0, 0.0)), np.ones(path.shape[0]))
+    assert float(anchor_weight(anchor, path, 0.1, 0.0)[-1]) == 0.0  # 0.16 units away: past a reach of 0.1
+    moved = jnp.asarray(actions_to_c2w("w*4,s*2,q*4,e*12", start_c2w=np.asarray(
+        [[0.0, 0, 1, 2], [0, 1, 0, -1], [-1, 0, 0, 5], [0, 0, 0, 1]], np.float32)))
+    np.testing.assert_allclose(np.asarray(anchor_weight(jnp.broadcast_to(moved[0], moved.shape), moved, 0.6, 21.0)),
+                               expected, atol=1e-5)
+    with pytest.raises(ValueError, match="reach"):
+        anchor_weight(anchor, path, -1.0, 0.0)

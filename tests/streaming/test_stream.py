@@ -31,7 +31,9 @@ def dit_config(arg="tiny,control,camera") -> DiTConfig:
 @functools.lru_cache(maxsize=None)
 def fixture(cache_frames: int, variant: str = "tiny,control,camera", reference: str = "newest_frame"):
     dit_cfg, vae_cfg = dit_config(variant), get_vae_config("tiny")
-    spec = StreamSpec.create(dit_cfg, vae_cfg, StreamConfig(cache_frames=cache_frames, reference=reference), SIZE, SIZE)
+    reach = dict(reference_reach=0.3, reference_reach_deg=10.0) if reference == "first_frame" else {}
+    spec = StreamSpec.create(dit_cfg, vae_cfg, StreamConfig(cache_frames=cache_frames, reference=reference, **reach),
+                             SIZE, SIZE)
     model = WanDiT(dit_cfg)
     x = jnp.zeros((1, 1, SIZE // 4, SIZE // 4, dit_cfg.out_dim))
     camera = jnp.zeros((1, 1, SIZE, SIZE, 24))
@@ -74,13 +76,16 @@ def teacher_clip_conditions(vae_params, vae_cfg, ref_frame, c2w, turn_warp: bool
 @pytest.mark.parametrize("variant,reference", [
     # ~1 min, a setting the committed student (reference "none") does not use: `-m slow` runs it
     pytest.param("tiny,control,camera,turn_warp", "newest_frame", marks=pytest.mark.slow),
+    pytest.param("tiny,control,camera,turn_warp", "first_frame", marks=pytest.mark.slow),
     ("tiny,control,camera,turn_warp", "none")])
 def test_cached_keys_equal_the_block_causal_model_over_the_streams_own_frames(variant, reference):
     """Teacher-forced check of everything the step assembles: stream 3 chunks, then run the model once,
     block-causally at t = 0, over [first frame, the 3 clean chunks] with the camera path integrated by
     geometry/actions.py from the action string, rays from clip_camera_input, and each chunk conditioned
-    as latent 1 of a teacher clip from the newest frame before it (what the student trains on), or with
-    reference "none" given zero channels. The cache must hold exactly that sequence's keys and values."""
+    as latent 1 of a teacher clip from the newest frame before it (what the student trains on), with
+    reference "first_frame" as latent 1 of the clip from the first frame at the start camera over the
+    chunk's cameras, faded by its distance and turn from the start (written out here), or with reference "none" given zero channels. The cache must hold exactly that
+    sequence's keys and values."""
     spec, params, first = fixture(5, variant, reference)
     state = init_stream(params, spec, first, INTRINSICS, jax.random.key(3), start_c2w=jnp.asarray(START[None]))
     latents, references = [state.chunk_latents], [first]
@@ -95,8 +100,17 @@ def test_cached_keys_equal_the_block_causal_model_over_the_streams_own_frames(va
     cond = [teacher_clip_conditions(params["vae"], spec.vae, first, jnp.asarray(c2w[:, :1]), warp)]
     for j in range(len(STEPS)):
         window = jnp.asarray(c2w[:, 4 * j:4 * j + 5])
-        chunk_cond = teacher_clip_conditions(params["vae"], spec.vae, references[j], window, warp)[:, 1:]
-        cond.append(chunk_cond if reference == "newest_frame" else jnp.zeros_like(chunk_cond))
+        if reference == "first_frame":
+            window = jnp.concatenate([jnp.asarray(c2w[:, :1]), window[:, 1:]], axis=1)
+        ref = first if reference == "first_frame" else references[j]
+        chunk_cond = teacher_clip_conditions(params["vae"], spec.vae, ref, window, warp)[:, 1:]
+        if reference == "first_frame":  # faded by the distance and turn of the chunk's last camera from the start
+            relative = np.linalg.inv(c2w[0, 0].astype(np.float64)) @ c2w[0, 4 * j + 4]
+            turn = np.degrees(np.arccos(np.clip((np.trace(relative[:3, :3]) - 1) / 2, -1, 1)))
+            weight = max(0.0, 1 - np.linalg.norm(relative[:3, 3]) / 0.3) * max(0.0, 1 - turn / 10.0)
+            assert 0.2 < weight < 0.8, weight  # partly faded: neither the unfaded nor the zero channels
+            chunk_cond = chunk_cond * weight
+        cond.append(jnp.zeros_like(chunk_cond) if reference == "none" else chunk_cond)
     cond = jnp.concatenate(cond, axis=1)
     camera = clip_camera_input(jnp.asarray(c2w), jnp.broadcast_to(INTRINSICS, (1, c2w.shape[1], 4)), SIZE, SIZE, 4, 1)
     sequence = jnp.concatenate(latents, axis=1)

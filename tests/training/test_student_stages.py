@@ -291,6 +291,47 @@ def test_truth_reference_frames_are_the_paths_frames_where_each_chunk_takes_its_
     assert self_forcing.needs_truth_video(config)
 
 
+def test_a_first_frame_chunk_is_latent_one_of_the_clip_from_the_first_frame():
+    """reference first_frame: a chunk's channels are latent 1 of the teacher clip from the stream's first
+    frame at its camera over the chunk's cameras, built here from their parts ([first frame, black...]
+    encoded, then the first frame warped through each turn, encoded); the newest frame is not read; the
+    rays are the newest-frame clip's. With a reach they fade by `anchor_weight`. Without `first` it is refused."""
+    from worldscape_jax.geometry.actions import actions_to_c2w
+    from worldscape_jax.models.conditioning import encode_conditions, encode_turn_warp
+    config = micro_config()
+    config.student.reference = "first_frame"
+    vae = micro_vae(config)
+    path = jnp.asarray(actions_to_c2w("q*3,e,w*4")[None])  # the first camera, then turns and a step
+    chunk_c2w = path[:, 4:9]  # the newest frame's camera (frame 4) and the chunk's four
+    intrinsics = jnp.broadcast_to(jnp.asarray([0.9, 0.9, 0.5, 0.5]), (1, 5, 4))
+    first, newest, other = (jax.random.uniform(jax.random.key(i), (1, 1, 32, 32, 3), minval=-1, maxval=1)
+                            for i in range(3))
+
+    @jax.jit
+    def conditions(vae_params, ref):
+        return student.chunk_conditions((vae_params, vae[1]), config, ref, chunk_c2w, intrinsics,
+                                        rng=jax.random.key(0), first=(first, path[:, 0]))
+
+    @jax.jit
+    def from_parts(vae_params):
+        clip_c2w = jnp.concatenate([path[:, :1], chunk_c2w[:, 1:]], axis=1)
+        video = jnp.concatenate([first, jnp.zeros((1, 4, 32, 32, 3))], axis=1)
+        return jnp.concatenate([encode_conditions(vae_params, vae[1], video),
+                                encode_turn_warp(vae_params, vae[1], first, clip_c2w, intrinsics)], axis=-1)[:, 1:]
+
+    cond, rays = conditions(vae[0], newest)
+    np.testing.assert_allclose(np.asarray(cond), np.asarray(from_parts(vae[0])), atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(conditions(vae[0], other)[0]), np.asarray(cond))
+    np.testing.assert_allclose(np.asarray(rays), np.asarray(camera_rays(config, chunk_c2w, intrinsics)[:, 1:]),
+                               atol=1e-6)
+    with pytest.raises(ValueError, match="first_frame.*first="):
+        student.chunk_conditions(vae, config, newest, chunk_c2w, intrinsics)
+    # with a reach the channels fade: the chunk's last camera (frame 8) has turned 6 degrees, walked nowhere
+    config.student.reference_reach, config.student.reference_reach_deg = 0.6, 21.0
+    faded, _ = student.chunk_conditions(vae, config, newest, chunk_c2w, intrinsics, first=(first, path[:, 0]))
+    np.testing.assert_allclose(np.asarray(faded), (1 - 6 / 21) * np.asarray(cond), atol=1e-5)
+
+
 @pytest.mark.slow
 def test_truth_reference_makes_the_teachers_windows_start_at_the_ground_truth():
     """With truth_reference the DMD terms are those of the student's rollout judged from the truth's frames:

@@ -92,6 +92,33 @@ def noised_control(cond: Float[Array, "b t h w c"], z_dim: int, sigma: float, rn
     return cond.at[..., :z_dim].add(sigma * noise)
 
 
+def anchor_weight(anchor_c2w: Float[Array, "b 4 4"], c2w: Float[Array, "b 4 4"], reach: float,
+                  reach_deg: float) -> Float[Array, "b"]:
+    """How much a view taken at `anchor_c2w` still tells about the view at `c2w`: 1 at the anchor, falling
+    linearly to 0 at `reach` scene units of camera travel or `reach_deg` degrees of turn (the product of
+    the two), 0 beyond. A reach of 0 disables that factor (weight 1 however far).
+
+    A first-frame student (training/stages/student.py) scales its chunk's conditioning by this: the first
+    frame turned through the rotation since the start is a true picture of the view only near the
+    start; far from it the turn warp shows a stale place (after travel) or mostly `OUTSIDE` (after a
+    wide turn), which a student copies. At weight 0 the chunk gets zero channels, the teacher's
+    "image dropped" input.
+    """
+    if reach < 0 or reach_deg < 0:
+        raise ValueError(f"anchor_weight: reach and reach_deg must be >= 0, got {reach}, {reach_deg}")
+    relative = invert_pose(anchor_c2w) @ c2w
+    weight = jnp.ones(c2w.shape[:1], c2w.dtype)
+    if reach > 0:
+        weight = weight * jnp.clip(1.0 - jnp.linalg.norm(relative[:, :3, 3], axis=-1) / reach, 0.0, 1.0)
+    if reach_deg > 0:
+        rot = relative[:, :3, :3]
+        cos = (jnp.trace(rot, axis1=-2, axis2=-1) - 1.0) / 2.0
+        skew = rot - jnp.swapaxes(rot, -1, -2)
+        sin = 0.5 * jnp.sqrt(skew[:, 2, 1] ** 2 + skew[:, 0, 2] ** 2 + skew[:, 1, 0] ** 2)
+        weight = weight * jnp.clip(1.0 - jnp.degrees(jnp.arctan2(sin, cos)) / reach_deg, 0.0, 1.0)
+    return weight
+
+
 def low_pass(frames: Float[Array, "b f h w c"], factor: int) -> Float[Array, "b f h w c"]:
     """`frames` averaged over factor x factor pixel blocks and brought back to full size bilinearly.
 

@@ -12,12 +12,16 @@ Camera input in a stream (issue 17 item 5; measured in BENCHMARKS.md, "Camera in
     what a 9- to 17-frame training clip shows; relative to the previous frame they are bounded by one
     chunk's motion at frame 10 and at frame 10,000 alike, and the keys already in the cache stay
     valid (each chunk's input depends only on itself and its predecessor).
-  * The turn warp is streamed relative to the stream too: each chunk is conditioned as latent 1 of a
-    teacher clip that starts at the newest decoded frame (`conditioning.reference_conditions`), so its
-    control channels and turn warp are that frame re-projected through the chunk's turn, never the
-    stream's first frame (which is all black in the median frame of a 10,000-frame stream, measured in
-    BENCHMARKS.md). This is what the committed student was trained on (training/stages/student.py); it
-    costs a VAE encode of the chunk's warped frames and control video per chunk.
+  * The conditioning channels (control, first frame, turn warp) follow `StreamConfig.reference`
+    (training/stages/student.py `reference_mode`, which the student was trained with):
+    "newest_frame" conditions each chunk as latent 1 of a teacher clip that starts at the newest decoded
+    frame (`conditioning.reference_conditions`), so its turn warp is that frame re-projected through the
+    chunk's turn; it drifts, each chunk's error being re-encoded into the next. "none" gives zero
+    channels (the past comes through the cache only). "first_frame" conditions each chunk as latent 1
+    of the teacher clip from the stream's given first frame at its camera: its turn warp is the first
+    frame turned by the rotation since the start, which nothing generated feeds back into, and which
+    shows black where the camera looks away from the first view (as in the median frame of a
+    10,000-frame stream, measured in BENCHMARKS.md). The two with channels cost a VAE encode per chunk.
 """
 
 from worldscape_jax.streaming.config import StreamConfig

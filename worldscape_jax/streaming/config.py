@@ -16,7 +16,7 @@ import numpy as np
 from worldscape_jax.diffusion.flow import NUM_TRAIN_TIMESTEPS, shift_sigma
 
 SELF_FORCING_STEPS = (1000.0, 750.0, 500.0, 250.0)  # research notes §1.3, before the shift
-REFERENCES = ("newest_frame", "none")  # what chunks after the first are conditioned on (see StreamConfig)
+REFERENCES = ("newest_frame", "none", "first_frame")  # what generated chunks are conditioned on (see StreamConfig)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,12 +29,16 @@ class StreamConfig:
     cache_frames: KV cache capacity in latent frames, the sink included (the current chunk is not in it).
     sink_frames: leading frames kept forever (the first latent frame, the given image, at least).
     reference: what chunks after the first are conditioned on (training/stages/student.py
-      `reference_mode`): "newest_frame" (the teacher clip from the newest decoded frame) or "none"
-      (zero conditioning channels; the past comes through the cache only).
+      `reference_mode`): "newest_frame" (the teacher clip from the newest decoded frame), "none"
+      (zero conditioning channels; the past comes through the cache only) or "first_frame" (the teacher
+      clip from the stream's given first frame at its camera: its turn warp follows the turn since the start).
     reference_noise: std of the Gaussian noise on a newest-frame reference's control channels
       (`conditioning.noised_control`), the amount the student was trained with; 0 = none.
     reference_blur: block size of the low pass on a newest-frame reference before it is encoded
       (`conditioning.low_pass`), as the student was trained; 1 = none.
+    reference_reach, reference_reach_deg: a first-frame reference's conditioning is scaled by
+      `conditioning.anchor_weight`, fading to zero at this much travel (scene units) and turn (degrees)
+      from the first camera, as the student was trained; 0 = no fade.
     """
 
     denoising_steps: tuple[float, ...] = SELF_FORCING_STEPS
@@ -45,6 +49,8 @@ class StreamConfig:
     reference: str = "newest_frame"
     reference_noise: float = 0.0
     reference_blur: int = 1
+    reference_reach: float = 0.0
+    reference_reach_deg: float = 0.0
 
     def __post_init__(self):
         steps = np.asarray(self.denoising_steps, np.float64)
@@ -61,6 +67,9 @@ class StreamConfig:
             raise ValueError(f"stream config: reference_noise must be >= 0, got {self.reference_noise}")
         if self.reference_blur < 1:
             raise ValueError(f"stream config: reference_blur must be >= 1, got {self.reference_blur}")
+        if not (self.reference_reach >= 0.0 and self.reference_reach_deg >= 0.0):
+            raise ValueError(f"stream config: reference_reach and reference_reach_deg must be >= 0 (0 = no fade), got "
+                             f"{self.reference_reach}, {self.reference_reach_deg}")
 
     def sigmas(self) -> np.ndarray:
         """The K noise levels the student visits, float32 [K] (shifted)."""
@@ -93,7 +102,9 @@ def from_student(config) -> StreamConfig:
                         shift=float(s.shift), cache_frames=int(s.cache_slots), sink_frames=int(s.sink_frames),
                         reference=str(s.get("reference", "newest_frame")),
                         reference_noise=float(s.get("reference_noise", 0.0)),
-                        reference_blur=int(s.get("reference_blur", 1)))
+                        reference_blur=int(s.get("reference_blur", 1)),
+                        reference_reach=float(s.get("reference_reach", 0.0)),
+                        reference_reach_deg=float(s.get("reference_reach_deg", 0.0)))
 
 
 def get_config(scale: str = "tiny") -> ml_collections.ConfigDict:

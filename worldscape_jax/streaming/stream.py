@@ -19,11 +19,12 @@ the stream (`StreamSpec`) rides in the state as a non-pytree field, so the jitte
 stream of any length, with no host round-trip inside it.
 
 Conditioning: the DiT's extra input channels are none (in_dim = 16), the Fun-Control layout
-[control | first frame] (in_dim = 48), or that layout plus the turn warp (in_dim = 64). Every chunk is
-conditioned as latent 1.. of a teacher clip that starts at the newest pixel frame the stream has (the
-previous chunk's last decoded frame): `conditioning.reference_conditions` of that frame over the
-chunk's camera path, exactly what the causal student was trained on (training/stages/student.py), so
-the control video, the first-frame channel and the turn warp are the same at chunk 1 and chunk 10,000.
+[control | first frame] (in_dim = 48), or that layout plus the turn warp (in_dim = 64). They are filled
+as the student was trained (`StreamConfig.reference`, training/stages/student.py): as latent 1.. of a
+teacher clip that starts at the newest pixel frame the stream has (`conditioning.reference_conditions`
+of the previous chunk's last decoded frame over the chunk's camera path), as latent 1.. of the clip from
+the stream's first frame at its start camera, or with zeros. The rays are relative to the newest frame
+in every mode, so the camera input has the same range at chunk 1 and chunk 10,000.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 from worldscape_jax.diffusion.samplers import consistency_sample
 from worldscape_jax.geometry.actions import ActionConfig, advance_heading, held_keys_deltas
 from worldscape_jax.models import vae as vae_lib
-from worldscape_jax.models.conditioning import chunk_camera_input, low_pass, noised_control, reference_conditions
+from worldscape_jax.models.conditioning import (anchor_weight, chunk_camera_input, low_pass, noised_control,
+                                                reference_conditions)
 from worldscape_jax.models.dit import Causal, DiTConfig, WanDiT
 from worldscape_jax.models.vae_config import VAEConfig
 from worldscape_jax.streaming.config import StreamConfig
@@ -118,6 +120,7 @@ class StreamState:
       latent in the last place, zeros before it).
     text: the text context (zeros: SynthWorld has no text).
     last_frame: the newest pixel frame [B, 1, H, W, 3] (unclamped decode), the next chunk's reference.
+    first_frame: the given first frame [B, 1, H, W, 3], a first-frame student's reference (at start_c2w).
     """
 
     policy_state: Any
@@ -134,6 +137,7 @@ class StreamState:
     chunk_latents: Float[Array, "b f h w z"]
     text: Float[Array, "b l e"]
     last_frame: Float[Array, "b 1 hh ww 3"]
+    first_frame: Float[Array, "b 1 hh ww 3"]
     spec: StreamSpec = flax.struct.field(pytree_node=False)
 
 
@@ -156,20 +160,29 @@ def _camera(spec: StreamSpec, chunk_c2w, reference_c2w, intrinsics):
 
 
 def _cond(spec: StreamSpec, vae_params, ref_frame, ref_c2w, chunk_c2w, intrinsics, rng):
-    """The conditioning channels of the chunk over `chunk_c2w` [B, P, 4, 4] whose newest earlier frame is
-    `ref_frame` at `ref_c2w`: latents 1.. of the teacher clip that starts there, with the reference blur
-    and noise the student was trained with (None without channels)."""
+    """The conditioning channels of the chunk over `chunk_c2w` [B, P, 4, 4] whose reference frame is
+    `ref_frame` at `ref_c2w` (the newest earlier frame, or with reference "first_frame" the first): latents
+    1.. of the teacher clip that starts there, with the reference blur and noise a newest-frame student
+    was trained with (None without channels)."""
     if not spec.uses_control:
         return None
+    if spec.stream.reference == "first_frame":
+        weight = anchor_weight(ref_c2w, chunk_c2w[:, -1], spec.stream.reference_reach, spec.stream.reference_reach_deg)
+        return _clip_cond(spec, vae_params, ref_frame, ref_c2w, chunk_c2w, intrinsics) * weight[:, None, None, None, None]
     if spec.stream.reference == "none":  # zero channels: the past comes through the cache only
         h, w = spec.latent_hw
         return jnp.zeros((ref_frame.shape[0], spec.dit.frames_per_chunk, h, w, spec.dit.in_dim - spec.dit.out_dim),
                          ref_frame.dtype)
+    cond = _clip_cond(spec, vae_params, low_pass(ref_frame, spec.stream.reference_blur), ref_c2w, chunk_c2w, intrinsics)
+    return noised_control(cond, spec.vae.z_dim, spec.stream.reference_noise, rng)
+
+
+def _clip_cond(spec: StreamSpec, vae_params, ref_frame, ref_c2w, chunk_c2w, intrinsics):
+    """Latents 1.. of the teacher clip from `ref_frame` at `ref_c2w` over the chunk's cameras."""
     c2w = jnp.concatenate([ref_c2w[:, None], chunk_c2w], axis=1)
     per_frame = jnp.broadcast_to(intrinsics[:, None], (*c2w.shape[:2], 4))
-    cond = reference_conditions(vae_params, spec.vae, low_pass(ref_frame, spec.stream.reference_blur), c2w, per_frame,
-                                turn_warp=spec.dit.camera_turn_warp)
-    return noised_control(cond[:, 1:], spec.vae.z_dim, spec.stream.reference_noise, rng)
+    return reference_conditions(vae_params, spec.vae, ref_frame, c2w, per_frame,
+                                turn_warp=spec.dit.camera_turn_warp)[:, 1:]
 
 
 def _check_init(spec: StreamSpec, first_frame, intrinsics, start_c2w):
@@ -221,7 +234,7 @@ def _init(params, spec: StreamSpec, first_frame, intrinsics, rng, start_c2w, tex
         chunk_c2w=jnp.broadcast_to(start_c2w[:, None], (b, spec.pixel_frames_per_chunk, 4, 4)),
         start_c2w=start_c2w, position=jnp.zeros((b, 3)), yaw=jnp.zeros((b,)), pitch=jnp.zeros((b,)),
         intrinsics=intrinsics, chunk_latents=jnp.zeros((b, f, *latent.shape[2:]), latent.dtype).at[:, -1:].set(latent),
-        text=text, last_frame=first_frame, spec=spec)
+        text=text, last_frame=first_frame, first_frame=first_frame, spec=spec)
 
 
 def step(params: dict, state: StreamState, held: Bool[Array, "b f 8"]) -> tuple[StreamState, Float[Array, "b p h w 3"]]:
@@ -234,8 +247,9 @@ def step(params: dict, state: StreamState, held: Bool[Array, "b f 8"]) -> tuple[
     chunk_c2w, position, yaw, pitch = _advance(spec, state, held)
     camera = _camera(spec, chunk_c2w, state.c2w, state.intrinsics)
     rng, noise_key, sample_key = jax.random.split(state.rng, 3)
-    cond = _cond(spec, params["vae"], state.last_frame, state.c2w, chunk_c2w, state.intrinsics,
-                 jax.random.fold_in(sample_key, 1))
+    first = spec.stream.reference == "first_frame"
+    cond = _cond(spec, params["vae"], state.first_frame if first else state.last_frame,
+                 state.start_c2w if first else state.c2w, chunk_c2w, state.intrinsics, jax.random.fold_in(sample_key, 1))
     pose = chunk_c2w[:, -1]
     context = spec.policy.context(state.policy_state, pose)
     causal = Causal()

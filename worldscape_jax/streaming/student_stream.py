@@ -3,11 +3,10 @@
 `stream.step` is the floor's stream, driven by held keys (0.08 units and 3 degrees per latent frame);
 the revisit paths (streaming/revisit.py) are camera paths that keys cannot always reach (an orbit at
 3.6 degrees per chunk, SynthWorld's own there-and-back). This module runs the student's own per-chunk
-computation (training/stages/student.py: each chunk conditioned as latent 1 of a teacher clip from the
-newest decoded frame, turn warp included, its own K noise levels) chunk by chunk along c2w, with the
-KV cache replaced by a `CachePolicy`: per chunk the policy's context for the chunk's pose, the K levels
-over it, the t = 0 refresh whose keys go to `policy.update`, and the streaming VAE decode whose last
-frame is the next reference. With `RollingPolicy(cache_slots, sink_frames)` it is `student.generate`
+computation (training/stages/student.py: each chunk conditioned as its `reference_mode` says, its own K
+noise levels) chunk by chunk along c2w, with the KV cache replaced by a `CachePolicy`: per chunk the
+policy's context for the chunk's pose, the K levels over it, the t = 0 refresh whose keys go to
+`policy.update`, and the streaming VAE decode whose last frame is the newest frame. With `RollingPolicy(cache_slots, sink_frames)` it is `student.generate`
 frame for frame (tests/streaming/test_revisit_eval.py). A c2w-driven step in the floor would replace it.
 """
 
@@ -28,12 +27,15 @@ from worldscape_jax.training.stages import student
 
 @flax.struct.dataclass
 class StudentStreamState:
-    """Between chunks: the policy's state, the VAE decoder's cache, the reference frame, the next latent index."""
+    """Between chunks: the policy's state, the VAE decoder's cache, the newest frame, the next latent index,
+    and the first frame with its camera (a first-frame student's reference)."""
 
     policy_state: object
     decode_cache: object
     ref_frame: Float[Array, "b 1 h w 3"]
     frame: Int[Array, ""]
+    first_frame: Float[Array, "b 1 h w 3"]
+    first_c2w: Float[Array, "b 4 4"]
 
 
 def layout(config, batch: int, latent_hw: tuple[int, int]) -> CacheLayout:
@@ -65,12 +67,12 @@ def make_stream(params, config, vae, policy: CachePolicy):
                                        rays0[:, :1], jnp.int32(0), c2w[:, 0])
         _, decode_cache = student.decode_chunk(vae_sg, vae_lib.init_decode_cache(vae_config, first_frame.shape[0],
                                                                                   latent0.shape[2:4]), latent0)
-        return StudentStreamState(policy_state, decode_cache, first_frame, jnp.int32(1))
+        return StudentStreamState(policy_state, decode_cache, first_frame, jnp.int32(1), first_frame, c2w[:, 0])
 
     @jax.jit
     def step(state: StudentStreamState, c2w, intrinsics, rng: PRNGKeyArray):
         cond, rays = student.chunk_conditions(vae_sg, config, state.ref_frame, c2w, intrinsics,
-                                              rng=jax.random.fold_in(rng, 1))
+                                              rng=jax.random.fold_in(rng, 1), first=(state.first_frame, state.first_c2w))
         pose = c2w[:, -1]
         context = policy.context(state.policy_state, pose)
         noise_key, level_key = jax.random.split(rng)
@@ -79,6 +81,8 @@ def make_stream(params, config, vae, policy: CachePolicy):
         policy_state = student.refresh(params, config, policy, state.policy_state, context, x0, cond, rays,
                                        state.frame, pose)
         frames, decode_cache = student.decode_chunk(vae_sg, state.decode_cache, x0)
-        return StudentStreamState(policy_state, decode_cache, frames[:, -1:], state.frame + c), frames
+        state = state.replace(policy_state=policy_state, decode_cache=decode_cache, ref_frame=frames[:, -1:],
+                              frame=state.frame + c)
+        return state, frames
 
     return init, step

@@ -108,7 +108,8 @@ def make_pair_fn(config, vae_config):
         for j in range(2, (c2w.shape[1] - 1) // p + 1):  # chunk j: the clip from the frame before it
             ref = video[:, (j - 1) * p:(j - 1) * p + 1]
             window = slice((j - 1) * p, j * p + 1)
-            student_cond.append(student.chunk_conditions(vae, config, ref, c2w[:, window], intrinsics[:, window])[0])
+            student_cond.append(student.chunk_conditions(vae, config, ref, c2w[:, window], intrinsics[:, window],
+                                                         first=(video[:, :1], c2w[:, 0]))[0])  # decoded latent 0
         return states, jnp.concatenate(student_cond, axis=1)
 
     return pairs

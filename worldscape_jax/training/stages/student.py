@@ -4,9 +4,9 @@ The student is the teacher's WanDiT run block-causally over chunks of `frames_pe
 frames. Latent 0 is the given first image, clean at timestep 0 (the sink). Every chunk is
 conditioned as latent(s) 1.. of a teacher clip that starts at the *reference frame*, the newest pixel
 frame the stream already has (the last pixel frame of the previous chunk; the first image for chunk 1):
-its control and turn-warp channels and its Plücker rays are the teacher's for that clip
-(`clip_conditions`). So the camera input of chunk 10,000 is in the range of chunk 1, keys already in
-the cache never change, and the DMD teacher can be given any generated chunk's last frame as its clean
+its Plücker rays are the teacher's for that clip (`clip_conditions`), and its control and turn-warp
+channels that clip's, zeros, or those of the clip from the first image (`reference_mode`). So the
+camera input of chunk 10,000 is in the range of chunk 1, keys already in the cache never change, and the DMD teacher can be given any generated chunk's last frame as its clean
 first frame with the conditioning it was trained on (self_forcing.py).
 
 `rollout` generates a stream with the student's own KV cache (no teacher forcing): per chunk K
@@ -23,7 +23,8 @@ from jaxtyping import Array, Float
 
 from worldscape_jax.diffusion import flow
 from worldscape_jax.models import vae as vae_lib
-from worldscape_jax.models.conditioning import clip_camera_input, low_pass, noised_control, reference_conditions
+from worldscape_jax.models.conditioning import (anchor_weight, clip_camera_input, low_pass, noised_control,
+                                                reference_conditions)
 from worldscape_jax.models.dit import Causal, build_dit
 from worldscape_jax.streaming.config import REFERENCES, from_student
 from worldscape_jax.streaming.maco import MacoConfig, MacoPolicy
@@ -60,16 +61,22 @@ def reference_latent(cond: Float[Array, "b t h w c"], vae_config) -> Float[Array
 
 
 def reference_mode(config) -> str:
-    """How chunks after the first see pixels: `config.student.reference` (older exports: newest_frame).
+    """How generated chunks see pixels: `config.student.reference` (older exports: newest_frame).
 
     newest_frame: each chunk's control, first-frame and turn-warp channels are those of a teacher clip
       that starts at the newest decoded frame (one VAE encode per chunk). Measured on 401-frame streams
       (BENCHMARKS.md, "Long streams"), it feeds every chunk's errors into the next chunk's conditioning
       through a decode and re-encode, and the stream drifts to noise within ~30 frames (an oracle
       ground-truth reference frame removes the drift).
-    none: chunks after the first get zero conditioning channels (the teacher's "image dropped" input)
-      and see the past only through the KV cache, whose sink holds the given image for ever; the
-      camera rays stay relative to the newest frame. No VAE encode per chunk.
+    none: chunks get zero conditioning channels (the teacher's "image dropped" input) and see the past
+      only through the KV cache, whose sink holds the given image for ever. No VAE encode per chunk.
+    first_frame: each chunk's channels are those of a teacher clip from the stream's given first frame at
+      the first camera, the chunk standing as its latent 1: the turn warp shows the first frame turned
+      by the rotation since the start (what the teacher follows turns by), and nothing generated is
+      re-encoded, so no error loops back. One VAE encode per chunk. Scaled by
+      `conditioning.anchor_weight` of the chunk's last camera (`reference_reach`, `reference_reach_deg`):
+      far from the start the warp is stale or mostly outside the first view, and fades to zero channels.
+    In every mode the camera rays are relative to the newest frame (the pixel frame before the chunk).
     """
     mode = config.student.get("reference", "newest_frame")
     if mode not in REFERENCES:
@@ -77,24 +84,37 @@ def reference_mode(config) -> str:
     return mode
 
 
-def chunk_conditions(vae, config, ref_frame, c2w, intrinsics, rng=None):
-    """Conditioning of one chunk: latents 1.. of the clip from `ref_frame` over c2w [B, 1 + 4c, 4, 4]
-    (with reference "none": zero channels of the same shape, and the same rays). With `rng` and
-    `reference_noise` > 0 the control channels get that noise (a stream's chunks and a rollout's do;
-    the ODE pairs, written once, do not). With `reference_blur` > 1 the reference is low-passed first
-    (every caller)."""
-    if reference_mode(config) == "none":
-        rays = camera_rays(config, c2w, intrinsics)[:, 1:]
+def chunk_conditions(vae, config, ref_frame, c2w, intrinsics, rng=None, first=None):
+    """Conditioning of one chunk over c2w [B, 1 + 4c, 4, 4] (the newest frame's camera, then the chunk's):
+    latents 1.. of the clip from `ref_frame` (reference "newest_frame"), zero channels of that shape
+    ("none"), or latents 1.. of the clip from `first` = (the stream's first frame [B, 1, H, W, 3], its
+    camera [B, 4, 4]) over [its camera, the chunk's] ("first_frame"); the rays are those of c2w in every
+    mode. With `rng` and `reference_noise` > 0 a newest-frame reference's control channels get that noise
+    (a stream's chunks and a rollout's do; the ODE pairs, written once, do not). With `reference_blur` > 1
+    a newest-frame reference is low-passed first (every caller)."""
+    mode = reference_mode(config)
+    rays = camera_rays(config, c2w, intrinsics)[:, 1:]
+    if mode == "none":
         _, vae_config = vae
         b, c = ref_frame.shape[0], config.model.frames_per_chunk
         h, w = ref_frame.shape[2] // vae_config.spatial_factor, ref_frame.shape[3] // vae_config.spatial_factor
         return jnp.zeros((b, c, h, w, config.model.in_dim - config.model.out_dim), ref_frame.dtype), rays
+    if mode == "first_frame":
+        if first is None:
+            raise ValueError("student.chunk_conditions: reference 'first_frame' needs first=(the stream's first frame, "
+                             "its camera)")
+        first_frame, first_c2w = first
+        clip_c2w = jnp.concatenate([first_c2w[:, None], c2w[:, 1:]], axis=1)
+        cond, _ = clip_conditions(vae, config, first_frame, clip_c2w, intrinsics)
+        stream = from_student(config)
+        weight = anchor_weight(first_c2w, c2w[:, -1], stream.reference_reach, stream.reference_reach_deg)
+        return cond[:, 1:] * weight[:, None, None, None, None], rays
     stream = from_student(config)  # the stream's own reading (and checks) of reference_blur and reference_noise
-    cond, rays = clip_conditions(vae, config, low_pass(ref_frame, stream.reference_blur), c2w, intrinsics)
+    cond, _ = clip_conditions(vae, config, low_pass(ref_frame, stream.reference_blur), c2w, intrinsics)
     cond = cond[:, 1:]
     if rng is not None:
         cond = noised_control(cond, vae[1].z_dim, stream.reference_noise, rng)
-    return cond, rays[:, 1:]
+    return cond, rays
 
 
 def chunk_windows(x: Array, num_chunks: int, step: int, length: int) -> Array:
@@ -195,7 +215,8 @@ def rollout(params, config, vae, first_frame, c2w, intrinsics, rng, exit_level=N
     first_frame [B, 1, H, W, 3] in [-1, 1]; c2w [B, 1 + 4 c N, 4, 4] for N chunks of c latent frames.
     exit_level: None runs every level (inference); an int array leaves there (training).
     Returns (latents [B, 1 + c N, h, w, z] with latent 0 the first image's,
-             ref_frames [N, B, 1, H, W, 3]: the reference frame each chunk was conditioned on).
+             ref_frames [N, B, 1, H, W, 3]: the newest frame before each chunk, which a newest-frame chunk
+             is conditioned on and each DMD window starts at).
     """
     vae_params, vae_config = vae
     c, p = config.model.frames_per_chunk, pixels_per_chunk(config)
@@ -220,7 +241,7 @@ def rollout(params, config, vae, first_frame, c2w, intrinsics, rng, exit_level=N
         index, chunk_c2w, chunk_intrinsics, key = inputs
         start = 1 + c * index
         cond, rays = chunk_conditions(sg_vae, config, ref_frame, chunk_c2w, chunk_intrinsics,
-                                      rng=jax.random.fold_in(key, 1))
+                                      rng=jax.random.fold_in(key, 1), first=(first_frame, c2w[:, 0]))
         cond, rays = jax.lax.stop_gradient((cond, rays))
         pose = chunk_c2w[:, -1]
         context = policy.context(state, pose)
