@@ -71,6 +71,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         # With reference "first_frame": the first frame's conditioning fades linearly to zero at this much camera
         # travel (scene units) and turn (degrees) from the first camera (conditioning.anchor_weight). 0 = no fade.
         reference_reach=0.0, reference_reach_deg=0.0,
+        # With reference "first_frame": "black" gives the warp's OUTSIDE pixels as the teacher saw them (encoded
+        # black); "dropped" scales the warp channels by each latent pixel's coverage (conditioning.drop_outside_warp).
+        reference_outside="black",
         # The rollout's KV cache: "rolling" (the sink + the newest frames, cache_slots in all) or "maco" (the
         # maco section below), so that a student meant to stream with MACO trains with memory in its context.
         cache="rolling",

@@ -162,3 +162,29 @@ def test_anchor_weight_falls_linearly_with_travel_and_turn_from_the_anchor():
                                expected, atol=1e-5)
     with pytest.raises(ValueError, match="reach"):
         anchor_weight(anchor, path, -1.0, 0.0)
+
+
+def test_drop_outside_warp_scales_only_the_warp_channels_by_the_first_views_coverage():
+    """Walking: the first view covers every pixel (cond unchanged). Turned right past the field of view:
+    warp channels zero, control and first-frame channels untouched. Turned right a little: the right
+    edge loses coverage first, the left keeps it all."""
+    from worldscape_jax.models.conditioning import drop_outside_warp
+    from worldscape_jax.models.vae_config import get_vae_config
+    vae = get_vae_config("tiny")
+    z, size = vae.z_dim, 64
+    h = size // vae.spatial_factor
+    cond = jnp.asarray(np.random.default_rng(0).normal(size=(1, 1, h, h, 3 * z)), jnp.float32)
+    intrinsics = jnp.broadcast_to(jnp.asarray([0.9, 0.9, 0.5, 0.5]), (1, 5, 4))
+
+    def dropped(keys, start):
+        c2w = jnp.asarray(actions_to_c2w(keys)[None, start:start + 5])
+        return np.asarray(drop_outside_warp(cond, c2w, intrinsics, vae, size, size))
+
+    np.testing.assert_array_equal(dropped("w*2", 0), np.asarray(cond))
+    far = np.asarray(drop_outside_warp(cond, jnp.asarray(np.concatenate(
+        [actions_to_c2w("e")[:1], actions_to_c2w("e*40")[-4:]])[None]), intrinsics, vae, size, size))
+    np.testing.assert_array_equal(far[..., :2 * z], np.asarray(cond)[..., :2 * z])
+    np.testing.assert_array_equal(far[..., 2 * z:], 0.0)
+    near = dropped("e*4", 0)  # frames 1-4 turned 0.75 to 3 degrees right of frame 0
+    scale = near[..., 2 * z:] / np.asarray(cond)[..., 2 * z:]
+    assert np.allclose(scale[0, 0, :, 0], 1.0) and np.all(scale[0, 0, :, -1] < 1.0)

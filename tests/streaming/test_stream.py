@@ -11,7 +11,7 @@ import pytest
 from worldscape_jax.configs import dit as dit_configs
 from worldscape_jax.geometry.actions import HELD_KEY_ORDER, actions_to_c2w
 from worldscape_jax.models import vae as vae_lib
-from worldscape_jax.models.conditioning import clip_camera_input, encode_conditions, encode_turn_warp
+from worldscape_jax.models.conditioning import clip_camera_input, drop_outside_warp, encode_conditions, encode_turn_warp
 from worldscape_jax.models.dit import Causal, DiTConfig, WanDiT
 from worldscape_jax.models.kv_cache import init_kv_cache
 from worldscape_jax.models.vae_config import get_vae_config
@@ -31,7 +31,8 @@ def dit_config(arg="tiny,control,camera") -> DiTConfig:
 @functools.lru_cache(maxsize=None)
 def fixture(cache_frames: int, variant: str = "tiny,control,camera", reference: str = "newest_frame"):
     dit_cfg, vae_cfg = dit_config(variant), get_vae_config("tiny")
-    reach = dict(reference_reach=0.3, reference_reach_deg=10.0) if reference == "first_frame" else {}
+    reach = dict(reference_reach=0.3, reference_reach_deg=10.0, reference_outside="dropped") \
+        if reference == "first_frame" else {}
     spec = StreamSpec.create(dit_cfg, vae_cfg, StreamConfig(cache_frames=cache_frames, reference=reference, **reach),
                              SIZE, SIZE)
     model = WanDiT(dit_cfg)
@@ -84,9 +85,10 @@ def test_cached_keys_equal_the_block_causal_model_over_the_streams_own_frames(va
     geometry/actions.py from the action string, rays from clip_camera_input, and each chunk conditioned
     as latent 1 of a teacher clip from the newest frame before it (what the student trains on), with
     reference "first_frame" as latent 1 of the clip from the first frame at the start camera over the
-    chunk's cameras, faded by its distance and turn from the start (written out here), or with reference
-    "none" given zero channels. The cache must hold exactly that sequence's keys and values, and without a
-    newest-frame reference a perturbed newest frame changes nothing of the next chunk."""
+    chunk's cameras, its warp's uncovered parts dropped, faded by its distance and turn from the start
+    (written out here), or with reference "none" given zero channels. The cache must hold exactly that
+    sequence's keys and values, and without a newest-frame reference a perturbed newest frame changes
+    nothing of the next chunk."""
     spec, params, first = fixture(5, variant, reference)
     state = init_stream(params, spec, first, INTRINSICS, jax.random.key(3), start_c2w=jnp.asarray(START[None]))
     latents, references = [state.chunk_latents], [first]
@@ -105,7 +107,10 @@ def test_cached_keys_equal_the_block_causal_model_over_the_streams_own_frames(va
             window = jnp.concatenate([jnp.asarray(c2w[:, :1]), window[:, 1:]], axis=1)
         ref = first if reference == "first_frame" else references[j]
         chunk_cond = teacher_clip_conditions(params["vae"], spec.vae, ref, window, warp)[:, 1:]
-        if reference == "first_frame":  # faded by the distance and turn of the chunk's last camera from the start
+        if reference == "first_frame":  # the warp's uncovered parts dropped (tested in test_conditioning), and
+            # the whole faded by the distance and turn of the chunk's last camera from the start
+            chunk_cond = drop_outside_warp(chunk_cond, window, jnp.broadcast_to(INTRINSICS, (1, 5, 4)), spec.vae,
+                                           SIZE, SIZE)
             relative = np.linalg.inv(c2w[0, 0].astype(np.float64)) @ c2w[0, 4 * j + 4]
             turn = np.degrees(np.arccos(np.clip((np.trace(relative[:3, :3]) - 1) / 2, -1, 1)))
             weight = max(0.0, 1 - np.linalg.norm(relative[:3, 3]) / 0.3) * max(0.0, 1 - turn / 10.0)

@@ -330,6 +330,14 @@ def test_a_first_frame_chunk_is_latent_one_of_the_clip_from_the_first_frame():
     config.student.reference_reach, config.student.reference_reach_deg = 0.6, 21.0
     faded, _ = student.chunk_conditions(vae, config, newest, chunk_c2w, intrinsics, first=(first, path[:, 0]))
     np.testing.assert_allclose(np.asarray(faded), (1 - 6 / 21) * np.asarray(cond), atol=1e-5)
+    # reference_outside "dropped": only the warp channels change, scaled by the first view's coverage (< 1
+    # somewhere after a 6-degree turn, never above 1)
+    config.student.reference_outside = "dropped"
+    dropped, _ = student.chunk_conditions(vae, config, newest, chunk_c2w, intrinsics, first=(first, path[:, 0]))
+    z = vae[1].z_dim
+    np.testing.assert_allclose(np.asarray(dropped[..., :2 * z]), np.asarray(faded[..., :2 * z]), atol=1e-6)
+    ratio = np.abs(np.asarray(dropped[..., 2 * z:])) / np.maximum(np.abs(np.asarray(faded[..., 2 * z:])), 1e-9)
+    assert ratio.max() <= 1 + 1e-5 and ratio.min() < 0.99
 
 
 @pytest.mark.slow

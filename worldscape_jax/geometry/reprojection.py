@@ -69,6 +69,14 @@ def bilinear(image: Float[Array, "h w c"], xy: Float[Array, "... 2"]) -> tuple[A
     return top * (1 - wr) + bottom * wr, inside
 
 
+def turn_warp_coverage(c2w: Float[Array, "b f 4 4"], intrinsics: Float[Array, "b f 4"], height: int,
+                       width: int) -> Float[Array, "b f h w"]:
+    """1 where `turn_warp` of the same path has a pixel of frame 0, 0 where it is `OUTSIDE`."""
+    xy, in_front = source_pixels(c2w, intrinsics, height, width)
+    inside = (xy[..., 0] >= 0) & (xy[..., 0] <= width) & (xy[..., 1] >= 0) & (xy[..., 1] <= height)
+    return (inside & in_front).astype(jnp.float32)
+
+
 @jax.jit
 def turn_warp(first_frame: Float[Array, "b h w 3"], c2w: Float[Array, "b f 4 4"],
               intrinsics: Float[Array, "b f 4"]) -> Float[Array, "b f h w 3"]:

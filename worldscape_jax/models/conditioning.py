@@ -28,7 +28,7 @@ from jaxtyping import Array, Float
 
 from worldscape_jax.geometry.cameras import invert_pose, relative_to_first
 from worldscape_jax.geometry.plucker import plucker_rays, ray_turn
-from worldscape_jax.geometry.reprojection import turn_warp
+from worldscape_jax.geometry.reprojection import turn_warp, turn_warp_coverage
 from worldscape_jax.models import vae as vae_lib
 from worldscape_jax.models.camera_encoder import pack_frames, pack_groups
 from worldscape_jax.models.vae_config import VAEConfig
@@ -117,6 +117,20 @@ def anchor_weight(anchor_c2w: Float[Array, "b 4 4"], c2w: Float[Array, "b 4 4"],
         sin = 0.5 * jnp.sqrt(skew[:, 2, 1] ** 2 + skew[:, 0, 2] ** 2 + skew[:, 1, 0] ** 2)
         weight = weight * jnp.clip(1.0 - jnp.degrees(jnp.arctan2(sin, cos)) / reach_deg, 0.0, 1.0)
     return weight
+
+
+def drop_outside_warp(cond: Float[Array, "b c h w ch"], c2w: Float[Array, "b f 4 4"],
+                      intrinsics: Float[Array, "b f 4"], vae_config: VAEConfig, height: int,
+                      width: int) -> Float[Array, "b c h w ch"]:
+    """`cond` (latents 1.. of a clip with a turn warp, [control | first frame | warp]) with its warp channels
+    scaled by the fraction of each latent pixel's pixels that the warp covers over its frames: where the
+    first frame does not reach, the warp reads as the teacher's "image dropped" zeros, not encoded black.
+    c2w, intrinsics: the clip's 1 + 4c frames (the first is the warp's source)."""
+    st, sf, z = vae_config.temporal_factor, vae_config.spatial_factor, vae_config.z_dim
+    coverage = turn_warp_coverage(c2w, intrinsics, height, width)[:, 1:]  # [b, 4c, H, W]
+    b, c, h, w = cond.shape[:4]
+    coverage = coverage.reshape(b, c, st, h, sf, w, sf).mean(axis=(2, 4, 6))[..., None]
+    return jnp.concatenate([cond[..., :2 * z], cond[..., 2 * z:] * coverage], axis=-1)
 
 
 def low_pass(frames: Float[Array, "b f h w c"], factor: int) -> Float[Array, "b f h w c"]:

@@ -36,6 +36,8 @@ class StreamConfig:
       (`conditioning.noised_control`), the amount the student was trained with; 0 = none.
     reference_blur: block size of the low pass on a newest-frame reference before it is encoded
       (`conditioning.low_pass`), as the student was trained; 1 = none.
+    reference_outside: with a first-frame reference, "black" (the warp's OUTSIDE pixels encoded as the teacher
+      saw them) or "dropped" (warp channels scaled by their coverage, `conditioning.drop_outside_warp`).
     reference_reach, reference_reach_deg: a first-frame reference's conditioning is scaled by
       `conditioning.anchor_weight`, fading to zero at this much travel (scene units) and turn (degrees)
       from the first camera, as the student was trained; 0 = no fade.
@@ -49,6 +51,7 @@ class StreamConfig:
     reference: str = "newest_frame"
     reference_noise: float = 0.0
     reference_blur: int = 1
+    reference_outside: str = "black"
     reference_reach: float = 0.0
     reference_reach_deg: float = 0.0
 
@@ -67,6 +70,9 @@ class StreamConfig:
             raise ValueError(f"stream config: reference_noise must be >= 0, got {self.reference_noise}")
         if self.reference_blur < 1:
             raise ValueError(f"stream config: reference_blur must be >= 1, got {self.reference_blur}")
+        if self.reference_outside not in ("black", "dropped"):
+            raise ValueError(f"stream config: reference_outside must be 'black' or 'dropped', got "
+                             f"{self.reference_outside!r}")
         if not (self.reference_reach >= 0.0 and self.reference_reach_deg >= 0.0):
             raise ValueError(f"stream config: reference_reach and reference_reach_deg must be >= 0 (0 = no fade), got "
                              f"{self.reference_reach}, {self.reference_reach_deg}")
@@ -103,6 +109,7 @@ def from_student(config) -> StreamConfig:
                         reference=str(s.get("reference", "newest_frame")),
                         reference_noise=float(s.get("reference_noise", 0.0)),
                         reference_blur=int(s.get("reference_blur", 1)),
+                        reference_outside=str(s.get("reference_outside", "black")),
                         reference_reach=float(s.get("reference_reach", 0.0)),
                         reference_reach_deg=float(s.get("reference_reach_deg", 0.0)))
 

@@ -23,8 +23,8 @@ from jaxtyping import Array, Float
 
 from worldscape_jax.diffusion import flow
 from worldscape_jax.models import vae as vae_lib
-from worldscape_jax.models.conditioning import (anchor_weight, clip_camera_input, low_pass, noised_control,
-                                                reference_conditions)
+from worldscape_jax.models.conditioning import (anchor_weight, clip_camera_input, drop_outside_warp, low_pass,
+                                                noised_control, reference_conditions)
 from worldscape_jax.models.dit import Causal, build_dit
 from worldscape_jax.streaming.config import REFERENCES, from_student
 from worldscape_jax.streaming.maco import MacoConfig, MacoPolicy
@@ -106,6 +106,9 @@ def chunk_conditions(vae, config, ref_frame, c2w, intrinsics, rng=None, first=No
         first_frame, first_c2w = first
         clip_c2w = jnp.concatenate([first_c2w[:, None], c2w[:, 1:]], axis=1)
         cond, _ = clip_conditions(vae, config, first_frame, clip_c2w, intrinsics)
+        if config.student.get("reference_outside", "black") == "dropped" and uses_turn_warp(config):
+            cond = cond.at[:, 1:].set(drop_outside_warp(cond[:, 1:], clip_c2w, intrinsics, vae[1],
+                                                        first_frame.shape[2], first_frame.shape[3]))
         stream = from_student(config)
         weight = anchor_weight(first_c2w, c2w[:, -1], stream.reference_reach, stream.reference_reach_deg)
         return cond[:, 1:] * weight[:, None, None, None, None], rays
