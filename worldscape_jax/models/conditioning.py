@@ -133,6 +133,21 @@ def drop_outside_warp(cond: Float[Array, "b c h w ch"], c2w: Float[Array, "b f 4
     return jnp.concatenate([cond[..., :2 * z], cond[..., 2 * z:] * coverage], axis=-1)
 
 
+def first_frame_conditions(vae_params, vae_config: VAEConfig, first_frame: Float[Array, "b 1 h w 3"],
+                           first_c2w: Float[Array, "b 4 4"], chunk_c2w: Float[Array, "b p 4 4"],
+                           intrinsics: Float[Array, "b f 4"], *, turn_warp: bool, drop_outside: bool, reach: float,
+                           reach_deg: float) -> Float[Array, "b c h2 w2 ch"]:
+    """A first-frame student's conditioning of one chunk: latents 1.. of the teacher clip from `first_frame`
+    at `first_c2w` over the chunk's P pixel cameras (intrinsics [B, 1 + P, 4]), the warp's uncovered parts
+    dropped when asked (`drop_outside_warp`), all scaled by `anchor_weight` of the chunk's last camera.
+    The student's rollout and the stream both build it here (training/stages/student.py, streaming/stream.py)."""
+    c2w = jnp.concatenate([first_c2w[:, None], chunk_c2w], axis=1)
+    cond = reference_conditions(vae_params, vae_config, first_frame, c2w, intrinsics, turn_warp=turn_warp)[:, 1:]
+    if drop_outside and turn_warp:
+        cond = drop_outside_warp(cond, c2w, intrinsics, vae_config, first_frame.shape[2], first_frame.shape[3])
+    return cond * anchor_weight(first_c2w, chunk_c2w[:, -1], reach, reach_deg)[:, None, None, None, None]
+
+
 def low_pass(frames: Float[Array, "b f h w c"], factor: int) -> Float[Array, "b f h w c"]:
     """`frames` averaged over factor x factor pixel blocks and brought back to full size bilinearly.
 

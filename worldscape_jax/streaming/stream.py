@@ -41,8 +41,8 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 from worldscape_jax.diffusion.samplers import consistency_sample
 from worldscape_jax.geometry.actions import ActionConfig, advance_heading, held_keys_deltas
 from worldscape_jax.models import vae as vae_lib
-from worldscape_jax.models.conditioning import (anchor_weight, chunk_camera_input, drop_outside_warp, low_pass,
-                                                noised_control, reference_conditions)
+from worldscape_jax.models.conditioning import (chunk_camera_input, first_frame_conditions, low_pass, noised_control,
+                                                reference_conditions)
 from worldscape_jax.models.dit import Causal, DiTConfig, WanDiT
 from worldscape_jax.models.vae_config import VAEConfig
 from worldscape_jax.streaming.config import StreamConfig
@@ -166,29 +166,20 @@ def _cond(spec: StreamSpec, vae_params, ref_frame, ref_c2w, chunk_c2w, intrinsic
     was trained with (None without channels)."""
     if not spec.uses_control:
         return None
+    per_frame = jnp.broadcast_to(intrinsics[:, None], (chunk_c2w.shape[0], 1 + chunk_c2w.shape[1], 4))
     if spec.stream.reference == "first_frame":
-        weight = anchor_weight(ref_c2w, chunk_c2w[:, -1], spec.stream.reference_reach, spec.stream.reference_reach_deg)
-        cond = _clip_cond(spec, vae_params, ref_frame, ref_c2w, chunk_c2w, intrinsics,
-                          drop_outside=spec.stream.reference_outside == "dropped")
-        return cond * weight[:, None, None, None, None]
+        return first_frame_conditions(vae_params, spec.vae, ref_frame, ref_c2w, chunk_c2w, per_frame,
+                                      turn_warp=spec.dit.camera_turn_warp,
+                                      drop_outside=spec.stream.reference_outside == "dropped",
+                                      reach=spec.stream.reference_reach, reach_deg=spec.stream.reference_reach_deg)
     if spec.stream.reference == "none":  # zero channels: the past comes through the cache only
         h, w = spec.latent_hw
         return jnp.zeros((ref_frame.shape[0], spec.dit.frames_per_chunk, h, w, spec.dit.in_dim - spec.dit.out_dim),
                          ref_frame.dtype)
-    cond = _clip_cond(spec, vae_params, low_pass(ref_frame, spec.stream.reference_blur), ref_c2w, chunk_c2w, intrinsics)
-    return noised_control(cond, spec.vae.z_dim, spec.stream.reference_noise, rng)
-
-
-def _clip_cond(spec: StreamSpec, vae_params, ref_frame, ref_c2w, chunk_c2w, intrinsics, drop_outside=False):
-    """Latents 1.. of the teacher clip from `ref_frame` at `ref_c2w` over the chunk's cameras (with
-    `drop_outside`, the warp's uncovered parts as zeros: `conditioning.drop_outside_warp`)."""
     c2w = jnp.concatenate([ref_c2w[:, None], chunk_c2w], axis=1)
-    per_frame = jnp.broadcast_to(intrinsics[:, None], (*c2w.shape[:2], 4))
-    cond = reference_conditions(vae_params, spec.vae, ref_frame, c2w, per_frame,
-                                turn_warp=spec.dit.camera_turn_warp)[:, 1:]
-    if drop_outside and spec.dit.camera_turn_warp:
-        cond = drop_outside_warp(cond, c2w, per_frame, spec.vae, spec.height, spec.width)
-    return cond
+    cond = reference_conditions(vae_params, spec.vae, low_pass(ref_frame, spec.stream.reference_blur), c2w, per_frame,
+                                turn_warp=spec.dit.camera_turn_warp)
+    return noised_control(cond[:, 1:], spec.vae.z_dim, spec.stream.reference_noise, rng)
 
 
 def _check_init(spec: StreamSpec, first_frame, intrinsics, start_c2w):

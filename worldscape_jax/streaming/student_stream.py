@@ -6,8 +6,8 @@ the revisit paths (streaming/revisit.py) are camera paths that keys cannot alway
 computation (training/stages/student.py: each chunk conditioned as its `reference_mode` says, its own K
 noise levels) chunk by chunk along c2w, with the KV cache replaced by a `CachePolicy`: per chunk the
 policy's context for the chunk's pose, the K levels over it, the t = 0 refresh whose keys go to
-`policy.update`, and the streaming VAE decode whose last frame is the newest frame. With `RollingPolicy(cache_slots, sink_frames)` it is `student.generate`
-frame for frame (tests/streaming/test_revisit_eval.py). A c2w-driven step in the floor would replace it.
+`policy.update`, and the streaming VAE decode whose last frame is the newest frame. With
+`RollingPolicy(cache_slots, sink_frames)` it is `student.generate` frame for frame (tests/streaming/test_revisit_eval.py). A c2w-driven step in the floor would replace it.
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ conditioned as latent(s) 1.. of a teacher clip that starts at the *reference fra
 frame the stream already has (the last pixel frame of the previous chunk; the first image for chunk 1):
 its Plücker rays are the teacher's for that clip (`clip_conditions`), and its control and turn-warp
 channels that clip's, zeros, or those of the clip from the first image (`reference_mode`). So the
-camera input of chunk 10,000 is in the range of chunk 1, keys already in the cache never change, and the DMD teacher can be given any generated chunk's last frame as its clean
-first frame with the conditioning it was trained on (self_forcing.py).
+camera input of chunk 10,000 is in the range of chunk 1, keys already in the cache never change, and
+the DMD teacher can be given any generated chunk's last frame as its clean first frame with the
+conditioning it was trained on (self_forcing.py).
 
 `rollout` generates a stream with the student's own KV cache (no teacher forcing): per chunk K
 few-step denoising levels (Self-Forcing's consistency sampler), optionally leaving at a given exit
@@ -23,8 +24,8 @@ from jaxtyping import Array, Float
 
 from worldscape_jax.diffusion import flow
 from worldscape_jax.models import vae as vae_lib
-from worldscape_jax.models.conditioning import (anchor_weight, clip_camera_input, drop_outside_warp, low_pass,
-                                                noised_control, reference_conditions)
+from worldscape_jax.models.conditioning import (clip_camera_input, first_frame_conditions, low_pass, noised_control,
+                                                reference_conditions)
 from worldscape_jax.models.dit import Causal, build_dit
 from worldscape_jax.streaming.config import REFERENCES, from_student
 from worldscape_jax.streaming.maco import MacoConfig, MacoPolicy
@@ -104,14 +105,12 @@ def chunk_conditions(vae, config, ref_frame, c2w, intrinsics, rng=None, first=No
             raise ValueError("student.chunk_conditions: reference 'first_frame' needs first=(the stream's first frame, "
                              "its camera)")
         first_frame, first_c2w = first
-        clip_c2w = jnp.concatenate([first_c2w[:, None], c2w[:, 1:]], axis=1)
-        cond, _ = clip_conditions(vae, config, first_frame, clip_c2w, intrinsics)
-        if config.student.get("reference_outside", "black") == "dropped" and uses_turn_warp(config):
-            cond = cond.at[:, 1:].set(drop_outside_warp(cond[:, 1:], clip_c2w, intrinsics, vae[1],
-                                                        first_frame.shape[2], first_frame.shape[3]))
         stream = from_student(config)
-        weight = anchor_weight(first_c2w, c2w[:, -1], stream.reference_reach, stream.reference_reach_deg)
-        return cond[:, 1:] * weight[:, None, None, None, None], rays
+        cond = first_frame_conditions(*vae, first_frame, first_c2w, c2w[:, 1:], intrinsics,
+                                      turn_warp=uses_turn_warp(config),
+                                      drop_outside=stream.reference_outside == "dropped",
+                                      reach=stream.reference_reach, reach_deg=stream.reference_reach_deg)
+        return cond, rays
     stream = from_student(config)  # the stream's own reading (and checks) of reference_blur and reference_noise
     cond, _ = clip_conditions(vae, config, low_pass(ref_frame, stream.reference_blur), c2w, intrinsics)
     cond = cond[:, 1:]
